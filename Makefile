@@ -1,0 +1,33 @@
+# The two commands a new user runs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+SOURCES := $(shell find emsfast csrc -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.c' -o -name '*.h') pyproject.toml setup.py
+
+.PHONY: run test install clean bench
+
+run: $(STAMP)  ## start the broker on conf/standalone in the foreground
+	$(VENV)/bin/emsfastd -config conf/standalone/tibemsd.conf
+
+test: $(STAMP)  ## run the whole test suite
+	$(PY) -m pytest -q
+
+install: $(STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# Reinstall when any source changes. Editable, so the compiled core sits beside
+# the sources and tests, subprocesses and `python -m` all import the same build.
+$(STAMP): $(VENV)/bin/python $(SOURCES)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+bench: $(STAMP)  ## the foundation benchmark (bench/README.md)
+	$(PY) -m bench run
+
+clean:
+	rm -rf build dist *.egg-info $(VENV) emsfast/_core/*.so

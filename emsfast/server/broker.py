@@ -1,0 +1,249 @@
+"""Destinations, subscriptions and durables; routing of published messages.
+
+The broker owns every holder and decides where a message goes; connections own
+consumers and deliveries. Destinations must match a ``queues.conf`` /
+``topics.conf`` entry to exist (EMS.md 4.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from emsfast.config.destinations import DestinationProps, DestinationTable
+from emsfast.config.names import validate_destination_name, wildcard_match
+from emsfast.errors import InUseError, LimitError, NotAllowedError, NotFoundError
+from emsfast.log import log
+from emsfast.server.holders import Holder, Subscription
+from emsfast.server.messages import ServerMessage
+from emsfast.store.base import DurableRecord, RecoveredState, Store
+
+if TYPE_CHECKING:
+    from emsfast.selector import Selector
+
+UNDELIVERED = "$sys.undelivered"
+DEFAULT_STORE = "$sys.nonfailsafe"
+
+
+class Topic:
+    __slots__ = ("name", "props", "subscriptions", "published_total")
+
+    def __init__(self, name: str, props: DestinationProps) -> None:
+        self.name = name
+        self.props = props
+        self.subscriptions: list[Subscription] = []
+        self.published_total = 0
+
+
+class Broker:
+    def __init__(self, server_name: str, store: Store, queue_table: DestinationTable,
+                 topic_table: DestinationTable) -> None:
+        self.server_name = server_name
+        self.store = store
+        self.queue_table = queue_table
+        self.topic_table = topic_table
+        self.queues: dict[str, Holder] = {}
+        self.topics: dict[str, Topic] = {}
+        self.wildcard_subs: list[Subscription] = []
+        self.durables: dict[str, Subscription] = {}
+        self._next_id = 1
+        self._sub_seq = 0
+
+    def next_message_id(self) -> int:
+        mid = self._next_id
+        self._next_id = mid + 1
+        return mid
+
+    # -- destinations --------------------------------------------------------
+
+    def _props(self, kind: str, name: str) -> DestinationProps:
+        table = self.queue_table if kind == "queue" else self.topic_table
+        props = table.resolve(name)
+        if props is None:
+            raise NotAllowedError(
+                f"{kind} '{name}' does not exist and no entry in {kind}s.conf allows creating it"
+            )
+        return props
+
+    def queue(self, name: str) -> Holder:
+        holder = self.queues.get(name)
+        if holder is None:
+            validate_destination_name(name, wildcards=False)
+            holder = Holder(self, "q:" + name, name, self._props("queue", name))
+            self.queues[name] = holder
+        return holder
+
+    def topic(self, name: str) -> Topic:
+        topic = self.topics.get(name)
+        if topic is None:
+            validate_destination_name(name, wildcards=False)
+            topic = Topic(name, self._props("topic", name))
+            topic.subscriptions = [s for s in self.wildcard_subs
+                                   if wildcard_match(s.topic_pattern, name)]
+            self.topics[name] = topic
+        return topic
+
+    def store_name(self, props: DestinationProps) -> str:
+        return props.store or DEFAULT_STORE
+
+    # -- subscriptions -------------------------------------------------------
+
+    def subscribe(self, pattern: str, selector: Selector | None, nolocal_conn: int,
+                  durable_key: str | None = None, client_id: str | None = None,
+                  durable_name: str | None = None, selector_text: str | None = None,
+                  nolocal: bool = False) -> Subscription:
+        """Create (or, for durables, find) the subscription a consumer attaches to."""
+        wildcard = "*" in pattern.split(".") or ">" in pattern.split(".")
+        validate_destination_name(pattern, wildcards=True)
+        props = self._props("topic", pattern)
+        if durable_key is not None:
+            existing = self.durables.get(durable_key)
+            if existing is not None:
+                if existing.consumers:
+                    raise InUseError(f"durable '{durable_key}' is already in use")
+                if existing.topic_pattern == pattern and existing.filter == selector:
+                    existing.nolocal_conn = nolocal_conn
+                    return existing
+                # JMS: a changed topic or selector replaces the durable.
+                self.unsubscribe(durable_key)
+            sub = Subscription(self, "d:" + durable_key, pattern, props, selector,
+                               nolocal_conn, durable=durable_key)
+            self.durables[durable_key] = sub
+            self.store.put_durable(DurableRecord(
+                key=durable_key, topic=pattern, selector=selector_text, nolocal=nolocal,
+                client_id=client_id, name=durable_name or durable_key))
+        else:
+            self._sub_seq += 1
+            sub = Subscription(self, f"s:{self._sub_seq}", pattern, props, selector,
+                               nolocal_conn)
+        self._attach(sub, wildcard)
+        return sub
+
+    def _attach(self, sub: Subscription, wildcard: bool) -> None:
+        if wildcard:
+            self.wildcard_subs.append(sub)
+            for name, topic in self.topics.items():
+                if wildcard_match(sub.topic_pattern, name):
+                    topic.subscriptions.append(sub)
+        else:
+            self.topic(sub.topic_pattern).subscriptions.append(sub)
+
+    def drop_subscription(self, sub: Subscription) -> None:
+        if sub in self.wildcard_subs:
+            self.wildcard_subs.remove(sub)
+        for topic in self.topics.values():
+            if sub in topic.subscriptions:
+                topic.subscriptions.remove(sub)
+        sub.purge()
+
+    def unsubscribe(self, durable_key: str) -> None:
+        sub = self.durables.get(durable_key)
+        if sub is None:
+            raise NotFoundError(f"durable '{durable_key}' does not exist")
+        if sub.consumers:
+            raise InUseError(f"durable '{durable_key}' has an active subscriber")
+        del self.durables[durable_key]
+        self.drop_subscription(sub)
+        self.store.remove_durable(durable_key)
+
+    # -- publishing ----------------------------------------------------------
+
+    def route_topic(self, topic: Topic, msg: ServerMessage,
+                    after_store: Callable[[asyncio.Future[None] | None, Exception | None], None]
+                    ) -> None:
+        """Deliver ``msg`` to every accepting subscription of ``topic``.
+
+        Persistent messages are first written for each durable that takes them;
+        ``after_store(future, error)`` is told which batch future to wait on (None
+        when nothing had to be stored) before the message becomes visible.
+        """
+        topic.published_total += 1
+        server = self.server_name
+        targets: list[Subscription] = []
+        policy_reject = topic.props.overflow_policy == "rejectIncoming"
+        for sub in topic.subscriptions:
+            if not sub.accepts(msg, server):
+                continue
+            try:
+                sub.admit(msg.size)
+            except LimitError as exc:
+                if policy_reject:
+                    for t in targets:
+                        t.acked(msg)
+                    after_store(None, exc)
+                    return
+                continue    # default policy: the full subscriber misses it
+            targets.append(sub)
+        fut: asyncio.Future[None] | None = None
+        if msg.persistent:
+            store_name = self.store_name(topic.props)
+            for sub in targets:
+                if sub.durable is not None:
+                    fut = self.store.put_message(store_name, sub.key, msg.id, msg.blob)
+        if fut is None:
+            for sub in targets:
+                sub.enqueue(msg)
+            after_store(None, None)
+            return
+
+        def visible(f: asyncio.Future[None]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                for sub in targets:
+                    sub.acked(msg)
+                return
+            for sub in targets:
+                sub.enqueue(msg)
+
+        fut.add_done_callback(visible)
+        after_store(fut, None)
+
+    def discard(self, holder: Holder, msg: ServerMessage, reason: str) -> None:
+        """A message leaves a holder without delivery (expired, discardOld)."""
+        if msg.persistent and holder.key[0] in "qd":
+            self.store.remove_message(holder.key, msg.id)
+
+    # -- recovery ------------------------------------------------------------
+
+    def recover(self, state: RecoveredState) -> int:
+        """Rebuild queues and durables from the store; returns messages recovered."""
+        from emsfast._core.message import peek_message
+
+        self._next_id = max(self._next_id, state.max_message_id + 1)
+        for rec in state.durables:
+            try:
+                self.subscribe(rec.topic, None if not rec.selector else _compile(rec.selector),
+                               0, durable_key=rec.key, client_id=rec.client_id,
+                               durable_name=rec.name, selector_text=rec.selector,
+                               nolocal=rec.nolocal)
+            except Exception as exc:  # a config change may forbid it now
+                log.error(f"Durable '{rec.key}' on topic '{rec.topic}' not recovered: {exc}")
+        recovered = 0
+        for sm in state.messages:
+            kind, _, name = sm.holder.partition(":")
+            holder: Holder | None
+            if kind == "q":
+                try:
+                    holder = self.queue(name)
+                except Exception as exc:
+                    log.error(f"Messages of queue '{name}' not recovered: {exc}")
+                    holder = None
+            else:
+                holder = self.durables.get(name)
+            if holder is None:
+                continue
+            body_type, mode, prio, ts, exp = peek_message(sm.blob)
+            msg = ServerMessage(sm.message_id, sm.blob, mode, prio, ts, exp, 0)
+            holder.count += 1
+            holder.bytes += msg.size
+            if sm.delivery_count:
+                holder.redeliveries[msg.id] = sm.delivery_count
+            holder.enqueue(msg)
+            recovered += 1
+        return recovered
+
+
+def _compile(text: str) -> Selector | None:
+    from emsfast.selector import compile_selector
+
+    return compile_selector(text)

@@ -1,0 +1,453 @@
+"""One client connection: handshake, frame dispatch, publish, deliver, ack.
+
+The native codec does the byte work; this class routes decoded frames. Frames
+produced while handling one read (replies, confirms, deliveries) are appended to
+one encoder and written once per event-loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from emsfast._core.framing import (
+    FrameDecoder,
+    FrameEncoder,
+    parse_ack,
+    parse_credit,
+    parse_publish,
+    unpack_control,
+)
+from emsfast._core.message import peek_message
+from emsfast.consts import (
+    FRAME_ACK,
+    FRAME_CREDIT,
+    FRAME_ERROR,
+    FRAME_HEARTBEAT,
+    FRAME_HELLO,
+    FRAME_OVERHEAD,
+    FRAME_PUBLISH,
+    FRAME_REFUSED,
+    FRAME_REPLY,
+    FRAME_REQUEST,
+    FRAME_WELCOME,
+    HELLO_MAGIC,
+    PREAUTH_MAX_FRAME,
+    PROTOCOL_VERSION,
+    PUBLISH_CONFIRM,
+    RELIABLE,
+)
+from emsfast.errors import (
+    EmsfastError,
+    ErrorCode,
+    FrameError,
+    InUseError,
+    InvalidError,
+    LimitError,
+    ProtocolError,
+)
+from emsfast.log import log
+from emsfast.server import ops
+from emsfast.server.holders import Holder
+from emsfast.server.messages import ServerMessage
+from emsfast.server.session import Consumer, Delivery, Producer, Session
+
+if TYPE_CHECKING:
+    from emsfast.server.server import Server
+
+_STATE_HELLO, _STATE_OPEN, _STATE_CLOSED = range(3)
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.broker = server.broker
+        self.store = server.store
+        self.loop = server.loop
+        self.conn_id = server.next_connection_id()
+        self.transport: asyncio.Transport | None = None
+        self.state = _STATE_HELLO
+        self.decoder = FrameDecoder(PREAUTH_MAX_FRAME)
+        self.enc = FrameEncoder()
+        self.paused = False
+        self.user = "anonymous"
+        self.host = "?"
+        self.client_id: str | None = None
+        self.sessions: dict[int, Session] = {}
+        self.producers: dict[int, Producer] = {}
+        self.consumers: dict[int, Consumer] = {}
+        self._next_tag = 1
+        self._confirms: dict[int, list[tuple[int, int]]] = {}
+        self._flush_pending = False
+        self._store_waits: dict[asyncio.Future[None], list[tuple[Any, ...]]] = {}
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport; duck-type them.
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.host = peer[0] if peer else "?"
+        limit = self.server.config.max_connections
+        if limit and len(self.server.connections) >= limit:
+            self._refuse(ErrorCode.LIMIT, f"max_connections ({limit}) reached")
+            log.warning(f"[{self.host}]: connect failed: max_connections ({limit}) reached")
+            return
+        self.server.connections[self.conn_id] = self
+        self._handshake_timer = self.loop.call_later(
+            self.server.config.handshake_timeout or 3, self._handshake_expired)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state == _STATE_CLOSED:
+            return
+        try:
+            frames = self.decoder.feed(data)
+            for ftype, flags, body in frames:
+                if ftype == FRAME_PUBLISH:
+                    self._on_publish(flags, body)
+                elif ftype == FRAME_ACK:
+                    self._on_ack(body)
+                elif ftype == FRAME_CREDIT:
+                    self._on_credit(body)
+                elif ftype == FRAME_REQUEST:
+                    self._on_request(body)
+                elif ftype == FRAME_HELLO:
+                    self._on_hello(body)
+                elif ftype == FRAME_HEARTBEAT:
+                    pass
+                else:
+                    raise ProtocolError(f"frame type 0x{ftype:02x} is not sent by clients")
+                if self.state == _STATE_CLOSED:
+                    return
+        except ProtocolError as exc:
+            self.protocol_error(str(exc))
+            return
+        self._schedule_flush()
+
+    def eof_received(self) -> bool | None:
+        if self.decoder.buffered and self.state != _STATE_CLOSED:
+            try:
+                self.decoder.check_eof()
+            except FrameError as exc:
+                log.warning(f"[{self.user}@{self.host}]: {exc}")
+        return None
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        for holder in {c.holder for c in self.consumers.values()}:
+            holder.dispatch()
+        self._schedule_flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_open = self.state == _STATE_OPEN
+        self.state = _STATE_CLOSED
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+        self.server.connections.pop(self.conn_id, None)
+        if self.client_id is not None and self.server.client_ids.get(self.client_id) is self:
+            del self.server.client_ids[self.client_id]
+        for session in list(self.sessions.values()):
+            ops.close_session(self, session)
+        for task in self.tasks:
+            task.cancel()
+        self.transport = None
+        if was_open and "CONNECT" in self.server.tracer:
+            log.info(f"[{self.user}@{self.host}]: disconnected")
+
+    # -- output ----------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_pending and (len(self.enc) or self._confirms):
+            self._flush_pending = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if self._confirms:
+            for pid, pairs in self._confirms.items():
+                self.enc.confirm(pid, pairs)
+            self._confirms.clear()
+        if self.transport is not None and len(self.enc):
+            self.transport.write(self.enc.take())
+
+    def reply(self, rid: Any, result: dict[str, Any] | None = None) -> None:
+        obj: dict[str, Any] = {"rid": rid}
+        if result:
+            obj.update(result)
+        self.enc.control(FRAME_REPLY, obj)
+        self._schedule_flush()
+
+    def error(self, rid: Any, exc: EmsfastError) -> None:
+        self.enc.control(FRAME_ERROR, {"rid": rid, "code": int(exc.code), "text": str(exc)})
+        self._schedule_flush()
+
+    def _refuse(self, code: ErrorCode, text: str) -> None:
+        self.enc.control(FRAME_REFUSED, {"code": int(code), "text": text})
+        self.close()
+
+    def close(self) -> None:
+        """Write what is queued, then close."""
+        if self.state == _STATE_CLOSED:
+            return
+        self.state = _STATE_CLOSED
+        if self.transport is not None:
+            self._flush()
+            self.transport.close()
+
+    def protocol_error(self, text: str) -> None:
+        log.warning(f"[{self.user}@{self.host}]: protocol error: {text}; connection closed")
+        self.enc.control(FRAME_ERROR, {"rid": None, "code": int(ErrorCode.PROTOCOL),
+                                       "text": f"protocol error: {text}"})
+        self.close()
+
+    def _handshake_expired(self) -> None:
+        if self.state == _STATE_HELLO:
+            log.warning(f"[{self.host}]: connect failed: no login within handshake_timeout")
+            self._refuse(ErrorCode.PROTOCOL, "no HELLO within handshake_timeout")
+
+    # -- handshake -------------------------------------------------------------
+
+    def _on_hello(self, body: bytes) -> None:
+        if self.state != _STATE_HELLO:
+            raise ProtocolError("HELLO sent twice")
+        hello = unpack_control(body)
+        if hello.get("magic") != HELLO_MAGIC:
+            raise ProtocolError("HELLO without the emsfast magic; not an emsfast client")
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+        user = hello.get("user") or "anonymous"
+        self.user = str(user)
+        if hello.get("proto") != PROTOCOL_VERSION:
+            self._refuse(ErrorCode.VERSION,
+                         f"protocol version {hello.get('proto')!r} not supported "
+                         f"(server speaks {PROTOCOL_VERSION})")
+            return
+        client_id = hello.get("client_id")
+        if client_id is not None:
+            client_id = str(client_id)
+            if client_id in self.server.client_ids:
+                self._refuse(ErrorCode.IN_USE, f"client id '{client_id}' is already in use")
+                return
+            self.client_id = client_id
+            self.server.client_ids[client_id] = self
+        self.state = _STATE_OPEN
+        self.decoder.max_frame = self.server.max_msg_size + FRAME_OVERHEAD
+        self.enc.control(FRAME_WELCOME, {
+            "proto": PROTOCOL_VERSION, "server": self.server.name, "conn_id": self.conn_id,
+            "max_msg_size": self.server.max_msg_size,
+        })
+        if "CONNECT" in self.server.tracer:
+            log.info(f"[{self.user}@{self.host}]: connected")
+
+    def _require_open(self) -> None:
+        if self.state != _STATE_OPEN:
+            raise ProtocolError("first frame must be HELLO")
+
+    # -- requests --------------------------------------------------------------
+
+    def _on_request(self, body: bytes) -> None:
+        self._require_open()
+        req = unpack_control(body)
+        rid = req.get("rid")
+        op = req.get("op")
+        handler = ops.HANDLERS.get(op) if isinstance(op, str) else None
+        try:
+            if handler is None:
+                raise InvalidError(f"unknown request op {op!r}")
+            result = handler(self, req)
+        except EmsfastError as exc:
+            self.error(rid, exc)
+            return
+        except (KeyError, TypeError, ValueError) as exc:
+            self.error(rid, InvalidError(f"bad '{op}' request: {exc!r}"))
+            return
+        if asyncio.isfuture(result) or asyncio.iscoroutine(result):
+            task = asyncio.ensure_future(self._finish(rid, result))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        else:
+            self.reply(rid, result)
+
+    async def _finish(self, rid: Any, pending: Any) -> None:
+        try:
+            result = await pending
+        except EmsfastError as exc:
+            self.error(rid, exc)
+        else:
+            self.reply(rid, result)
+
+    # -- publish ---------------------------------------------------------------
+
+    def _on_publish(self, flags: int, body: bytes) -> None:
+        self._require_open()
+        pid, seq, blob = parse_publish(body)
+        body_type, mode, priority, timestamp, expiration = peek_message(blob)
+        confirm = bool(flags & PUBLISH_CONFIRM)
+        producer = self.producers.get(pid)
+        if producer is None:
+            self.send_fail(pid, seq, mode, ErrorCode.NOT_FOUND,
+                           f"producer {pid} does not exist (its creation failed or it was closed)")
+            return
+        if len(blob) > self.server.max_msg_size:
+            self.send_fail(pid, seq, mode, ErrorCode.LIMIT,
+                           f"message of {len(blob)} bytes exceeds max_msg_size of "
+                           f"{self.server.max_msg_size} bytes")
+            return
+        msg = ServerMessage(self.broker.next_message_id(), blob, mode, priority, timestamp,
+                            expiration, self.conn_id)
+        session = producer.session
+        if session.transacted:
+            session.tx_sends.append((producer, seq, msg, confirm))
+            if confirm:
+                self._confirm(pid, seq, msg.id)
+            return
+        self.route(producer, seq, msg, confirm)
+
+    def route(self, producer: Producer, seq: int, msg: ServerMessage, confirm: bool) -> None:
+        """Hand ``msg`` to its destination; confirm once it is stored if asked."""
+        holder = producer.queue
+        if holder is not None:
+            try:
+                holder.admit(msg.size)
+            except LimitError as exc:
+                self.send_fail(producer.id, seq, msg.delivery_mode, exc.code, str(exc))
+                return
+            if msg.persistent:
+                fut = self.store.put_message(self.broker.store_name(holder.props), holder.key,
+                                             msg.id, msg.blob)
+                self._wait_store(fut, (holder, msg, producer.id, seq, confirm))
+                return
+            holder.enqueue(msg)
+            if confirm:
+                self._confirm(producer.id, seq, msg.id)
+            return
+        topic = producer.topic
+        assert topic is not None
+
+        def after_store(fut: asyncio.Future[None] | None, err: Exception | None) -> None:
+            if err is not None:
+                code = err.code if isinstance(err, EmsfastError) else ErrorCode.INTERNAL
+                self.send_fail(producer.id, seq, msg.delivery_mode, code, str(err))
+            elif fut is not None:
+                self._wait_store(fut, (None, msg, producer.id, seq, confirm))
+            elif confirm:
+                self._confirm(producer.id, seq, msg.id)
+
+        self.broker.route_topic(topic, msg, after_store)
+
+    def _wait_store(self, fut: asyncio.Future[None], item: tuple[Any, ...]) -> None:
+        waits = self._store_waits.get(fut)
+        if waits is None:
+            waits = self._store_waits[fut] = []
+            fut.add_done_callback(self._stored)
+        waits.append(item)
+
+    def _stored(self, fut: asyncio.Future[None]) -> None:
+        items = self._store_waits.pop(fut, ())
+        err = None if fut.cancelled() else fut.exception()
+        for holder, msg, pid, seq, confirm in items:
+            if err is not None or fut.cancelled():
+                if holder is not None:
+                    holder.acked(msg)
+                log.error(f"Failed to store message {msg.id}: {err or 'cancelled'}")
+                self.send_fail(pid, seq, msg.delivery_mode, ErrorCode.STORE,
+                               f"store failed: {err or 'cancelled'}")
+                continue
+            if holder is not None:
+                holder.enqueue(msg)
+            if confirm:
+                self._confirm(pid, seq, msg.id)
+        self._schedule_flush()
+
+    def _confirm(self, pid: int, seq: int, mid: int) -> None:
+        pairs = self._confirms.get(pid)
+        if pairs is None:
+            self._confirms[pid] = [(seq, mid)]
+        else:
+            pairs.append((seq, mid))
+
+    def send_fail(self, pid: int, seq: int, mode: int, code: int, text: str) -> None:
+        # RELIABLE sends get no answer at all, not even failures (EMS.md 5.5).
+        if mode == RELIABLE or self.state == _STATE_CLOSED:
+            return
+        self.enc.send_fail(pid, seq, int(code), text)
+        self._schedule_flush()
+
+    # -- deliver / ack ---------------------------------------------------------
+
+    def deliver(self, consumer: Consumer, holder: Holder, msg: ServerMessage,
+                count: int) -> None:
+        tag = self._next_tag
+        self._next_tag = tag + 1
+        session = consumer.session
+        if session.no_ack:
+            holder.acked(msg)
+            if msg.persistent:
+                self.store.remove_message(holder.key, msg.id)
+        else:
+            session.unacked[tag] = Delivery(consumer, holder, msg, count)
+        self.enc.deliver(consumer.id, count, tag, msg.id, msg.blob)
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self._flush)
+
+    def _on_credit(self, body: bytes) -> None:
+        self._require_open()
+        cid, n = parse_credit(body)
+        consumer = self.consumers.get(cid)
+        if consumer is None:
+            return      # closed meanwhile; credit for it is moot
+        consumer.credit = min(consumer.credit + n, consumer.prefetch)
+        consumer.holder.dispatch()
+
+    def _on_ack(self, body: bytes) -> None:
+        self._require_open()
+        sid, tags = parse_ack(body)
+        session = self.sessions.get(sid)
+        if session is None:
+            return
+        unacked = session.unacked
+        if session.transacted:
+            for tag in tags:
+                d = unacked.pop(tag, None)
+                if d is not None:
+                    session.tx_acked.append(d)
+            return
+        remove = self.store.remove_message
+        for tag in tags:
+            d = unacked.pop(tag, None)
+            if d is None:
+                continue        # already acked (dups_ok) or returned on recover
+            d.holder.acked(d.msg)
+            if d.msg.persistent:
+                remove(d.holder.key, d.msg.id)
+
+    def redeliver(self, deliveries: list[Delivery]) -> None:
+        """Return unacked deliveries to their holders, flagged as redelivered."""
+        holders: set[Holder] = set()
+        for d in sorted(deliveries, key=lambda d: d.msg.id, reverse=True):
+            holder = d.holder
+            holder.restore(d.msg, d.count)
+            if d.msg.persistent:
+                self.store.set_delivery_count(holder.key, d.msg.id, d.count)
+            holders.add(holder)
+        for holder in holders:
+            holder.dispatch()
+
+    # -- helpers for ops -------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def durable_key(self, name: str) -> str:
+        return f"{self.client_id}:{name}" if self.client_id else name
+
+    def check_client_id_free(self, client_id: str) -> None:
+        if client_id in self.server.client_ids:
+            raise InUseError(f"client id '{client_id}' is already in use")

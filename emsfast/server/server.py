@@ -1,0 +1,128 @@
+"""Server lifecycle: configuration → store → recovery → listeners → active.
+
+Client listeners open only after recovery (DESIGN.md §5), so a client never sees
+a half-recovered server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import Any
+
+from emsfast._core import COMPILED
+from emsfast.config.destinations import DestinationTable, load_destinations
+from emsfast.config.tibemsd import TibemsdConfig
+from emsfast.consts import MAX_MSG_SIZE_CEILING
+from emsfast.errors import ConfigError
+from emsfast.log import Tracer, log, parse_trace
+from emsfast.server.broker import Broker
+from emsfast.server.connection import ClientConnection
+from emsfast.store.base import Store
+from emsfast.store.memory import MemoryStore
+
+
+def load_destination_tables(config: TibemsdConfig) -> tuple[DestinationTable, DestinationTable]:
+    queues = load_destinations(config.queues, "queue", required=config.is_set("queues"))
+    topics = load_destinations(config.topics, "topic", required=config.is_set("topics"))
+    return queues, topics
+
+
+class Server:
+    def __init__(self, config: TibemsdConfig, store: Store | None = None,
+                 trace: str | None = None) -> None:
+        self.config = config
+        self.name = config.server
+        self.max_msg_size = config.max_msg_size or MAX_MSG_SIZE_CEILING
+        try:
+            self.tracer = Tracer(parse_trace(trace or config.log_trace))
+        except ValueError as exc:
+            raise ConfigError(f"log_trace: {exc}") from exc
+        self.queue_table, self.topic_table = load_destination_tables(config)
+        self.store: Store = store if store is not None else MemoryStore()
+        self.broker = Broker(self.name, self.store, self.queue_table, self.topic_table)
+        self.connections: dict[int, ClientConnection] = {}
+        self.client_ids: dict[str, ClientConnection] = {}
+        self._servers: list[asyncio.AbstractServer] = []
+        self._next_conn = 0
+        self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop_policy().get_event_loop()
+        self.stopped = asyncio.Event()
+
+    def next_connection_id(self) -> int:
+        self._next_conn += 1
+        return self._next_conn
+
+    def _check_supported(self) -> None:
+        """Refuse settings whose feature has not landed rather than ignore them."""
+        config = self.config
+        if config.authorization:
+            raise ConfigError(
+                f"{config.path}: authorization=enabled is not supported yet (users, groups "
+                "and ACLs arrive with the configuration/authorization work); set "
+                "authorization = disabled", key="authorization")
+        if config.ft_active:
+            raise ConfigError(
+                f"{config.path}: ft_active is set but fault-tolerant pairs are not supported "
+                "yet; remove ft_active to run standalone", key="ft_active")
+        for url in config.listen_urls:
+            if url.tls:
+                raise ConfigError(f"{config.path}: listen {url}: ssl:// listeners are not "
+                                  "supported yet (TLS arrives with its own issue)", key="listen")
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._check_supported()
+        config = self.config
+        for warning in config.warnings + self.queue_table.warnings + self.topic_table.warnings:
+            log.warning(warning)
+        log.info(f"Server name: '{self.name}'.")
+        log.info(f"Storage Location: '{os.path.abspath(config.store)}'.")
+        log.info("Authorization is disabled.")
+        loop_name = type(self.loop).__module__.split(".")[0]
+        log.info(f"Event loop: {loop_name}; native core compiled: {COMPILED}.")
+        os.makedirs(config.store, exist_ok=True)
+        self.store.open(self.loop)
+        log.info("Recovering state, please wait.")
+        recovered = self.broker.recover(self.store.recover())
+        log.info(f"Recovered {recovered} message{'s' if recovered != 1 else ''}.")
+        for url in config.listen_urls:
+            await self._listen(url.host, url.port)
+        log.info("Server is active.")
+
+    async def _listen(self, host: str, port: int) -> None:
+        srv = await self.loop.create_server(
+            lambda: ClientConnection(self), host or None, port, reuse_address=True,
+            backlog=1024)
+        self._servers.append(srv)
+        shown = host or socket.gethostname()
+        for sock in srv.sockets:
+            ip, bound = sock.getsockname()[:2]
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            log.info(f"Accepting connections on tcp://{shown}/{ip}:{bound}.")
+
+    @property
+    def bound_ports(self) -> list[int]:
+        return [s.getsockname()[1] for srv in self._servers for s in srv.sockets]
+
+    async def stop(self) -> None:
+        """Stop accepting, close clients, let the store finish its writes."""
+        for srv in self._servers:
+            srv.close()
+        for conn in list(self.connections.values()):
+            conn.close()
+        for srv in self._servers:
+            await srv.wait_closed()
+        try:
+            await asyncio.wait_for(self.store.flush(), timeout=30)
+        except Exception as exc:  # shutting down: report and go on closing
+            log.error(f"Store flush at shutdown failed: {exc}")
+        self.store.close()
+        self.stopped.set()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connections": len(self.connections),
+            "queues": len(self.broker.queues),
+            "topics": len(self.broker.topics),
+        }
