@@ -199,9 +199,26 @@ class Broker:
         after_store(fut, None)
 
     def discard(self, holder: Holder, msg: ServerMessage, reason: str) -> None:
-        """A message leaves a holder without delivery (expired, discardOld)."""
+        """A message leaves ``holder`` undelivered (expired, maxRedelivery, discardOld).
+
+        It moves to ``$sys.undelivered`` only when it asked to with
+        ``JMS_TIBCO_PRESERVE_UNDELIVERED=true`` (EMS.md 5.8).
+        """
         if msg.persistent and holder.key[0] in "qd":
             self.store.remove_message(holder.key, msg.id)
+        if reason == "discardOld" or holder.name == UNDELIVERED:
+            return
+        if msg.field_getter(self.server_name)("JMS_TIBCO_PRESERVE_UNDELIVERED") is not True:
+            return
+        target = self.queue(UNDELIVERED)
+        try:
+            target.admit(msg.size)
+        except LimitError as exc:
+            log.warning(f"Message {msg.id} ({reason}) dropped: {exc}")
+            return
+        if msg.persistent:
+            self.store.put_message(self.store_name(target.props), target.key, msg.id, msg.blob)
+        target.enqueue(msg)
 
     # -- recovery ------------------------------------------------------------
 

@@ -299,6 +299,11 @@ class ClientConnection(asyncio.Protocol):
                            f"message of {len(blob)} bytes exceeds max_msg_size of "
                            f"{self.server.max_msg_size} bytes")
             return
+        dest = producer.queue if producer.queue is not None else producer.topic
+        assert dest is not None
+        if dest.props.expiration_ms:
+            # The destination's lifetime overrides the producer's (EMS.md 5.4).
+            expiration = self.now_ms() + dest.props.expiration_ms
         msg = ServerMessage(self.broker.next_message_id(), blob, mode, priority, timestamp,
                             expiration, self.conn_id)
         session = producer.session
@@ -433,6 +438,11 @@ class ClientConnection(asyncio.Protocol):
         holders: set[Holder] = set()
         for d in sorted(deliveries, key=lambda d: d.msg.id, reverse=True):
             holder = d.holder
+            limit = holder.props.max_redelivery
+            if limit and d.count >= limit:
+                holder.acked(d.msg)
+                self.broker.discard(holder, d.msg, "maxRedelivery")
+                continue
             holder.restore(d.msg, d.count)
             if d.msg.persistent:
                 self.store.set_delivery_count(holder.key, d.msg.id, d.count)

@@ -1,0 +1,109 @@
+"""One contract suite for every Store implementation (STYLE.md: store/base.py).
+
+Each test runs on every backend in STORES; the LMDB store joins the list when
+it lands, and must pass the same suite unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from emsfast.store import DurableRecord, MemoryStore, Store
+
+STORES: dict[str, Callable[[], Store]] = {"memory": MemoryStore}
+
+
+@pytest.fixture(params=sorted(STORES))
+def opened(request: pytest.FixtureRequest) -> Iterator[tuple[Store, asyncio.AbstractEventLoop]]:
+    loop = asyncio.new_event_loop()
+    store = STORES[request.param]()
+    store.open(loop)
+    try:
+        yield store, loop
+    finally:
+        store.close()
+        loop.close()
+
+
+def wait(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+    loop.run_until_complete(asyncio.wait_for(fut, 10))
+
+
+def test_put_then_recover_in_id_order(opened: tuple[Store, asyncio.AbstractEventLoop]) -> None:
+    store, loop = opened
+    store.put_message("$sys.nonfailsafe", "q:b", 7, b"seven")
+    wait(loop, store.put_message("$sys.failsafe", "q:a", 3, b"three"))
+    state = store.recover()
+    assert [(m.holder, m.message_id, m.blob) for m in state.messages] == [
+        ("q:a", 3, b"three"), ("q:b", 7, b"seven")]
+    assert state.max_message_id == 7
+
+
+def test_writes_of_one_turn_share_a_batch_future(
+        opened: tuple[Store, asyncio.AbstractEventLoop]) -> None:
+    store, loop = opened
+    futs = {store.put_message("$sys.nonfailsafe", "q:a", i, b"x") for i in range(1, 50)}
+    assert len(futs) < 49            # group commit: many writes, few futures
+    for fut in futs:
+        wait(loop, fut)
+    assert len(store.recover().messages) == 49
+
+
+def test_remove_after_put_is_applied_in_order(
+        opened: tuple[Store, asyncio.AbstractEventLoop]) -> None:
+    store, loop = opened
+    store.put_message("$sys.nonfailsafe", "q:a", 1, b"one")
+    store.put_message("$sys.nonfailsafe", "q:a", 2, b"two")
+    wait(loop, store.remove_message("q:a", 1))
+    assert [m.message_id for m in store.recover().messages] == [2]
+
+
+def test_delivery_count_is_kept(opened: tuple[Store, asyncio.AbstractEventLoop]) -> None:
+    store, loop = opened
+    store.put_message("$sys.nonfailsafe", "q:a", 1, b"one")
+    wait(loop, store.set_delivery_count("q:a", 1, 3))
+    (msg,) = store.recover().messages
+    assert msg.delivery_count == 3
+
+
+def test_remove_holder_drops_only_its_messages(
+        opened: tuple[Store, asyncio.AbstractEventLoop]) -> None:
+    store, loop = opened
+    store.put_message("$sys.nonfailsafe", "q:a", 1, b"one")
+    store.put_message("$sys.nonfailsafe", "q:b", 2, b"two")
+    wait(loop, store.remove_holder("q:a"))
+    assert [m.holder for m in store.recover().messages] == ["q:b"]
+
+
+def test_durables_round_trip_and_removal_drops_messages(
+        opened: tuple[Store, asyncio.AbstractEventLoop]) -> None:
+    store, loop = opened
+    rec = DurableRecord(key="cid:sub", topic="prices.>", selector="n > 1", nolocal=True,
+                        client_id="cid", name="sub")
+    store.put_durable(rec)
+    wait(loop, store.put_message("$sys.nonfailsafe", "d:cid:sub", 5, b"m"))
+    state = store.recover()
+    assert state.durables == [rec]
+    assert [m.holder for m in state.messages] == ["d:cid:sub"]
+    wait(loop, store.remove_durable("cid:sub"))
+    state = store.recover()
+    assert state.durables == [] and state.messages == []
+
+
+def test_destinations_round_trip(opened: tuple[Store, asyncio.AbstractEventLoop]) -> None:
+    store, loop = opened
+    store.put_destination("queue", "orders")
+    wait(loop, store.put_destination("topic", "prices"))
+    assert store.recover().destinations == [("queue", "orders"), ("topic", "prices")]
+    wait(loop, store.remove_destination("queue", "orders"))
+    assert store.recover().destinations == [("topic", "prices")]
+
+
+def test_flush_resolves(opened: tuple[Store, asyncio.AbstractEventLoop]) -> None:
+    store, loop = opened
+    store.put_message("$sys.nonfailsafe", "q:a", 1, b"one")
+    wait(loop, store.flush())
+    assert len(store.recover().messages) == 1
