@@ -38,9 +38,27 @@ class EmsfastError(Exception):
 
 
 class ConfigError(EmsfastError, ValueError):
-    """A configuration file or option is wrong; the message names file and line."""
+    """A configuration file or option is wrong; the message names file and line.
+
+    ``path``/``line``/``key`` repeat the location for callers that act on it
+    (exit codes, admin replies); any of them may be None.
+    """
 
     code = ErrorCode.INVALID
+
+    def __init__(
+        self,
+        message: str,
+        code: ErrorCode | None = None,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(message, code)
+        self.path = path
+        self.line = line
+        self.key = key
 
 
 class ProtocolError(EmsfastError):
