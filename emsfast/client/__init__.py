@@ -1,0 +1,36 @@
+"""The emsfast client library (asyncio). ``emsfast.blocking`` wraps it for threads."""
+
+from emsfast.client.connection import Connection, connect
+from emsfast.client.consumer import Consumer
+from emsfast.client.messages import (
+    BytesMessage,
+    Destination,
+    MapMessage,
+    Message,
+    Queue,
+    StreamMessage,
+    TextMessage,
+    Topic,
+)
+from emsfast.client.producer import Producer, SendFuture
+from emsfast.client.session import Session
+from emsfast.client.urls import ServerUrl, parse_url_list
+
+__all__ = [
+    "BytesMessage",
+    "Connection",
+    "Consumer",
+    "Destination",
+    "MapMessage",
+    "Message",
+    "Producer",
+    "Queue",
+    "SendFuture",
+    "ServerUrl",
+    "Session",
+    "StreamMessage",
+    "TextMessage",
+    "Topic",
+    "connect",
+    "parse_url_list",
+]

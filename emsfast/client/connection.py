@@ -1,0 +1,319 @@
+"""``connect()`` over an FT URL list, and the connection that owns sessions.
+
+The client picks every id (sessions, producers, consumers, request ids), so creating
+objects never waits: the REQUEST is pipelined and its REPLY lands in a future the
+object awaits on first use (protocol.md §2, §4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from emsfast._core.framing import (
+    parse_confirm,
+    parse_deliver,
+    parse_send_fail,
+    unpack_control,
+)
+from emsfast._version import __version__
+from emsfast.client.protocol import ClientProtocol
+from emsfast.client.urls import ServerUrl, UnsupportedUrlError, parse_url_list
+from emsfast.consts import (
+    FRAME_CONFIRM,
+    FRAME_DELIVER,
+    FRAME_ERROR,
+    FRAME_HEARTBEAT,
+    FRAME_REPLY,
+    FRAME_REQUEST,
+    FRAME_SEND_FAIL,
+    HELLO_MAGIC,
+    PROTOCOL_VERSION,
+)
+from emsfast.errors import (
+    AuthError,
+    ConnectionClosedError,
+    EmsfastError,
+    InvalidError,
+    ProtocolError,
+    VersionError,
+    error_from_code,
+)
+
+if TYPE_CHECKING:
+    from emsfast.client.consumer import Consumer
+    from emsfast.client.producer import Producer
+    from emsfast.client.session import Session
+
+__all__ = ["Connection", "connect"]
+
+# Refusals that another URL of the same list would repeat: fail at once (EMS.md §2.2).
+_FATAL_REFUSALS = (AuthError, VersionError)
+
+
+async def connect(
+    url: str = "tcp://localhost:7222",
+    user: str | None = None,
+    password: str | None = None,
+    client_id: str | None = None,
+    *,
+    connect_attempt_count: int = 2,
+    connect_attempt_delay: float = 0.5,
+    handshake_timeout: float = 3.0,
+) -> Connection:
+    """Connect to the first server of ``url`` (an FT list) that accepts us.
+
+    Each pass tries every URL once, in order; a standby or unreachable server moves
+    on to the next URL at once, and ``connect_attempt_delay`` separates passes. An
+    AUTH or VERSION refusal is raised at once. When every attempt fails, the
+    ``ConnectionClosedError`` lists each URL with its last reason.
+    """
+    urls = parse_url_list(url)
+    if urls[0].scheme == "ssl":
+        raise UnsupportedUrlError("ssl:// URLs arrive with the TLS issue; use tcp:// for now")
+    if connect_attempt_count < 1:
+        raise InvalidError(f"connect_attempt_count must be at least 1, got {connect_attempt_count}")
+    hello: dict[str, Any] = {
+        "magic": HELLO_MAGIC,
+        "proto": PROTOCOL_VERSION,
+        "user": user,
+        "password": password,
+        "client_id": client_id,
+        "lang": "python",
+        "version": __version__,
+    }
+    reasons: dict[str, str] = {}
+    for attempt in range(connect_attempt_count):
+        if attempt:
+            await asyncio.sleep(connect_attempt_delay)
+        for server in urls:
+            try:
+                return await _attempt(server, hello, client_id, handshake_timeout)
+            except _FATAL_REFUSALS:
+                raise
+            except (OSError, TimeoutError, EmsfastError) as exc:
+                reasons[str(server)] = _reason(exc)
+    listing = "; ".join(f"{u}: {why}" for u, why in reasons.items())
+    raise ConnectionClosedError(f"could not connect to any server ({listing})")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer within handshake_timeout"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+async def _attempt(server: ServerUrl, hello: dict[str, Any], client_id: str | None,
+                   timeout: float) -> Connection:
+    loop = asyncio.get_running_loop()
+    proto: ClientProtocol | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            _, proto = await loop.create_connection(
+                lambda: ClientProtocol(loop, hello), server.host, server.port
+            )
+            info = await proto.welcome
+    except BaseException:
+        if proto is not None:
+            proto.abort(ConnectionClosedError("connect attempt abandoned"))
+        raise
+    proto_version = info.get("proto")
+    if proto_version != PROTOCOL_VERSION:
+        proto.abort(VersionError(f"server speaks protocol {proto_version!r}"))
+        raise VersionError(
+            f"{server}: server speaks protocol {proto_version!r}, this client {PROTOCOL_VERSION}"
+        )
+    return Connection(proto, server, info, client_id)
+
+
+class Connection:
+    """An established connection. Use ``session()`` to do anything useful."""
+
+    def __init__(self, proto: ClientProtocol, url: ServerUrl, welcome: dict[str, Any],
+                 client_id: str | None) -> None:
+        self._proto = proto
+        self._loop = proto.loop
+        self.url = str(url)
+        self.server_name: str = str(welcome.get("server", ""))
+        self.conn_id: Any = welcome.get("conn_id")
+        self.max_msg_size: int = welcome["max_msg_size"]
+        self.client_id = client_id
+        self._ids = itertools.count(1)
+        self._rids = itertools.count(1)
+        self._requests: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._sessions: dict[int, Session] = {}
+        self._producers: dict[int, Producer] = {}
+        self._consumers: dict[int, Consumer] = {}
+        self._closed: EmsfastError | None = None
+        self._closing = False
+        proto.sink = self
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<emsfast.Connection {self.url} server={self.server_name!r} {state}>"
+
+    # -- public ----------------------------------------------------------------------
+
+    def session(self, ack_mode: str = "auto", transacted: bool = False) -> Session:
+        """Create a session (no wait: an error surfaces at the session's first use)."""
+        from emsfast.client.session import Session
+
+        self.check_open()
+        return Session(self, self.next_id(), ack_mode, transacted)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed is not None
+
+    async def ping(self) -> None:
+        """A round trip: every frame the server sent before its reply has arrived."""
+        await self.request("ping", {})
+
+    async def unsubscribe(self, name: str) -> None:
+        """Delete durable subscription ``name`` of this connection's client id."""
+        await self.request("durable.unsubscribe", {"name": name})
+
+    async def close(self) -> None:
+        """Flush acks, make one round trip so the server has seen them, then close.
+
+        Idempotent. Operations still pending fail with ``ConnectionClosedError``.
+        """
+        if self._closed is not None or self._closing:
+            return
+        self._closing = True
+        try:
+            await asyncio.wait_for(self.ping(), timeout=5.0)
+        except (EmsfastError, TimeoutError):
+            pass  # closing anyway; pending operations get ConnectionClosedError below
+        finally:
+            self._shutdown(ConnectionClosedError("connection closed"))
+            self._proto.close()
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- used by sessions, producers and consumers -----------------------------------
+
+    @property
+    def proto(self) -> ClientProtocol:
+        return self._proto
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def check_open(self) -> None:
+        if self._closed is not None:
+            raise ConnectionClosedError(str(self._closed)) from self._closed
+        if self._closing:
+            raise ConnectionClosedError("connection is closing")
+
+    def request(self, op: str, fields: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Pipeline a REQUEST; the future gets the REPLY map or the ERROR's exception.
+
+        Batched ACK/CREDIT state is written first, so a commit or close follows the
+        acks the application already gave.
+        """
+        if self._closed is not None:
+            raise ConnectionClosedError(str(self._closed)) from self._closed
+        rid = next(self._rids)
+        fut: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        self._requests[rid] = fut
+        proto = self._proto
+        proto.emit_pending()
+        fields["rid"] = rid
+        fields["op"] = op
+        proto.encoder.control(FRAME_REQUEST, fields)
+        proto.schedule_flush()
+        return fut
+
+    def register_producer(self, producer: Producer) -> None:
+        self._producers[producer.id] = producer
+
+    def register_consumer(self, consumer: Consumer) -> None:
+        self._consumers[consumer.id] = consumer
+
+    def register_session(self, session: Session) -> None:
+        self._sessions[session.id] = session
+
+    def forget(self, obj: Session | Producer | Consumer) -> None:
+        for table in (self._sessions, self._producers, self._consumers):
+            if table.get(obj.id) is obj:
+                del table[obj.id]
+
+    # -- FrameSink -------------------------------------------------------------------
+
+    def frame_received(self, ftype: int, flags: int, body: bytes) -> None:
+        if ftype == FRAME_DELIVER:
+            cid, count, tag, mid, blob = parse_deliver(body)
+            consumer = self._consumers.get(cid)
+            # A consumer closed locally may still get frames sent before the server
+            # saw the close; the server redelivers them elsewhere.
+            if consumer is not None:
+                consumer.deliver(count, tag, mid, blob)
+        elif ftype == FRAME_CONFIRM:
+            pid, pairs = parse_confirm(body)
+            producer = self._producers.get(pid)
+            if producer is not None:
+                producer.confirmed(pairs)
+        elif ftype == FRAME_REPLY:
+            info = unpack_control(body)
+            fut = self._requests.pop(_rid(info), None)
+            if fut is not None and not fut.done():
+                fut.set_result(info)
+        elif ftype == FRAME_SEND_FAIL:
+            pid, seq, code, text = parse_send_fail(body)
+            producer = self._producers.get(pid)
+            if producer is not None:
+                producer.failed(seq, error_from_code(code, text))
+        elif ftype == FRAME_ERROR:
+            self._error_frame(unpack_control(body))
+        elif ftype == FRAME_HEARTBEAT:
+            pass
+        else:
+            self._proto.abort(ProtocolError(f"unexpected frame type 0x{ftype:02x} from server"))
+
+    def _error_frame(self, info: dict[str, Any]) -> None:
+        code, text = info.get("code"), info.get("text")
+        err = error_from_code(code if isinstance(code, int) else 0, str(text))
+        rid = info.get("rid")
+        if rid is None:
+            # Connection-level error: the server closes; everything pending gets it.
+            self._shutdown(err)
+            self._proto.abort(err)
+            return
+        fut = self._requests.pop(_rid(info), None)
+        if fut is not None and not fut.done():
+            fut.set_exception(err)
+
+    def connection_failed(self, exc: EmsfastError) -> None:
+        self._shutdown(exc)
+
+    def _shutdown(self, exc: EmsfastError) -> None:
+        """Fail every pending operation; later calls raise ConnectionClosedError."""
+        if self._closed is not None:
+            return
+        if isinstance(exc, ConnectionClosedError):
+            self._closed = exc
+        else:
+            self._closed = ConnectionClosedError(f"connection closed after server error: {exc}")
+        requests, self._requests = self._requests, {}
+        for fut in requests.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        for producer in list(self._producers.values()):
+            producer.connection_lost(exc)
+        for consumer in list(self._consumers.values()):
+            consumer.connection_lost(exc)
+
+
+def _rid(info: dict[str, Any]) -> int:
+    rid = info.get("rid")
+    if not isinstance(rid, int):
+        raise ProtocolError(f"reply without a valid rid: {info!r}")
+    return rid

@@ -1,0 +1,342 @@
+"""Destinations and JMS message types, and their blob encoding (docs/protocol.md §5)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import msgpack
+
+from emsfast._core.message import decode_message, encode_message
+from emsfast.consts import (
+    BODY_BYTES,
+    BODY_MAP,
+    BODY_MESSAGE,
+    BODY_STREAM,
+    BODY_TEXT,
+    DELIVERY_MODES,
+)
+from emsfast.errors import FrameError, InvalidError
+
+__all__ = [
+    "BytesMessage",
+    "Destination",
+    "MapMessage",
+    "Message",
+    "Queue",
+    "StreamMessage",
+    "TextMessage",
+    "Topic",
+    "decode",
+    "parse_property",
+    "typed_value",
+]
+
+# int64 range: properties travel as msgpack ints and selectors compare them as longs.
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+_MODE_NAMES = {v: k for k, v in DELIVERY_MODES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    name: str
+    kind: ClassVar[str] = ""
+    prefix: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InvalidError(f"{self.kind} name must be a non-empty string, got {self.name!r}")
+
+    @property
+    def wire(self) -> str:
+        """The meta header form: ``q:NAME`` / ``t:NAME``."""
+        return f"{self.prefix}:{self.name}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Queue(Destination):
+    kind: ClassVar[str] = "queue"
+    prefix: ClassVar[str] = "q"
+
+
+@dataclass(frozen=True, slots=True)
+class Topic(Destination):
+    kind: ClassVar[str] = "topic"
+    prefix: ClassVar[str] = "t"
+
+
+def destination_from_wire(text: object) -> Destination | None:
+    if not isinstance(text, str):
+        return None
+    if text.startswith("q:"):
+        return Queue(text[2:])
+    if text.startswith("t:"):
+        return Topic(text[2:])
+    raise FrameError(f"bad destination header {text!r} in message meta")
+
+
+class _Done:
+    """What ``acknowledge()`` returns: it acts at once, ``await`` on it is optional."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield from ()
+
+
+_DONE = _Done()
+
+
+class Message:
+    """A JMS message with headers and properties only; the base of every type."""
+
+    body_type: ClassVar[int] = BODY_MESSAGE
+
+    def __init__(
+        self,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        correlation_id: str | None = None,
+        reply_to: Destination | None = None,
+        jms_type: str | None = None,
+    ) -> None:
+        self.properties: dict[str, Any] = dict(properties) if properties else {}
+        self.correlation_id = correlation_id
+        self.reply_to = reply_to
+        self.jms_type = jms_type
+        # Set by send() or on receive.
+        self.message_id: str | None = None
+        self.destination: Destination | None = None
+        self.delivery_mode: str | None = None
+        self.priority: int | None = None
+        self.timestamp: int = 0
+        self.expiration: int = 0
+        self.delivery_count: int = 0
+        self._ack_hook: Callable[[], None] | None = None
+
+    @property
+    def redelivered(self) -> bool:
+        return self.delivery_count > 1
+
+    @property
+    def body(self) -> Any:
+        return None
+
+    def acknowledge(self) -> _Done:
+        """Acknowledge per the session's mode (client: all taken so far; explicit: this one).
+
+        Acts immediately; the result may be awaited (``await msg.acknowledge()``) or not,
+        so the blocking facade uses the same call. A no-op for other modes and for
+        messages that were not received.
+        """
+        if self._ack_hook is not None:
+            self._ack_hook()
+        return _DONE
+
+    def _encode_body(self) -> bytes:
+        return b""
+
+    def _set_body(self, raw: bytes) -> None:
+        pass
+
+    def encode(self, mode: int, priority: int, timestamp: int, expiration: int,
+               dest: Destination) -> bytes:
+        headers: dict[str, Any] = {"dest": dest.wire}
+        if self.correlation_id is not None:
+            headers["cid"] = self.correlation_id
+        if self.jms_type is not None:
+            headers["type"] = self.jms_type
+        if self.reply_to is not None:
+            headers["reply"] = self.reply_to.wire
+        props = self.properties
+        if props:
+            _check_properties(props)
+        return encode_message(self.body_type, mode, priority, timestamp, expiration, headers,
+                              props or None, self._encode_body())
+
+    def __repr__(self) -> str:
+        extra = f" id={self.message_id}" if self.message_id else ""
+        return f"<{type(self).__name__}{extra} body={self.body!r} properties={self.properties!r}>"
+
+
+class TextMessage(Message):
+    body_type: ClassVar[int] = BODY_TEXT
+
+    def __init__(self, text: str = "", properties: Mapping[str, Any] | None = None,
+                 **headers: Any) -> None:
+        super().__init__(properties, **headers)
+        if not isinstance(text, str):
+            raise InvalidError(f"TextMessage text must be str, got {type(text).__name__}")
+        self.text = text
+
+    @property
+    def body(self) -> str:
+        return self.text
+
+    def _encode_body(self) -> bytes:
+        return self.text.encode("utf-8")
+
+    def _set_body(self, raw: bytes) -> None:
+        self.text = raw.decode("utf-8")
+
+
+class BytesMessage(Message):
+    body_type: ClassVar[int] = BODY_BYTES
+
+    def __init__(self, data: bytes = b"", properties: Mapping[str, Any] | None = None,
+                 **headers: Any) -> None:
+        super().__init__(properties, **headers)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidError(f"BytesMessage data must be bytes, got {type(data).__name__}")
+        self.data = bytes(data)
+
+    @property
+    def body(self) -> bytes:
+        return self.data
+
+    def _encode_body(self) -> bytes:
+        return self.data
+
+    def _set_body(self, raw: bytes) -> None:
+        self.data = raw
+
+
+class MapMessage(Message):
+    body_type: ClassVar[int] = BODY_MAP
+
+    def __init__(self, map: Mapping[str, Any] | None = None,  # noqa: A002 - JMS name
+                 properties: Mapping[str, Any] | None = None, **headers: Any) -> None:
+        super().__init__(properties, **headers)
+        self.map: dict[str, Any] = dict(map) if map else {}
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return self.map
+
+    def _encode_body(self) -> bytes:
+        for key in self.map:
+            if not isinstance(key, str):
+                raise InvalidError(f"MapMessage keys must be str, got {key!r}")
+        return _pack(self.map, "MapMessage")
+
+    def _set_body(self, raw: bytes) -> None:
+        value = _unpack(raw)
+        if not isinstance(value, dict):
+            raise FrameError("MapMessage body is not a msgpack map")
+        self.map = value
+
+
+class StreamMessage(Message):
+    body_type: ClassVar[int] = BODY_STREAM
+
+    def __init__(self, items: Sequence[Any] | None = None,
+                 properties: Mapping[str, Any] | None = None, **headers: Any) -> None:
+        super().__init__(properties, **headers)
+        self.items: list[Any] = list(items) if items else []
+
+    @property
+    def body(self) -> list[Any]:
+        return self.items
+
+    def _encode_body(self) -> bytes:
+        return _pack(self.items, "StreamMessage")
+
+    def _set_body(self, raw: bytes) -> None:
+        value = _unpack(raw)
+        if not isinstance(value, list):
+            raise FrameError("StreamMessage body is not a msgpack array")
+        self.items = value
+
+
+_CLASSES: dict[int, type[Message]] = {
+    BODY_MESSAGE: Message,
+    BODY_TEXT: TextMessage,
+    BODY_BYTES: BytesMessage,
+    BODY_MAP: MapMessage,
+    BODY_STREAM: StreamMessage,
+}
+
+
+def decode(blob: bytes, message_id: str | None = None, delivery_count: int = 1) -> Message:
+    """Build the message object a consumer hands to the application."""
+    body_type, mode, priority, ts, exp, headers, props, body = decode_message(blob)
+    msg = _CLASSES[body_type].__new__(_CLASSES[body_type])
+    Message.__init__(msg, props)
+    msg._set_body(body)
+    msg.message_id = message_id
+    msg.delivery_mode = _MODE_NAMES[mode]
+    msg.priority = priority
+    msg.timestamp = ts
+    msg.expiration = exp
+    msg.delivery_count = delivery_count
+    if headers:
+        msg.destination = destination_from_wire(headers.get("dest"))
+        msg.reply_to = destination_from_wire(headers.get("reply"))
+        cid, jtype = headers.get("cid"), headers.get("type")
+        msg.correlation_id = cid if isinstance(cid, str) else None
+        msg.jms_type = jtype if isinstance(jtype, str) else None
+    return msg
+
+
+def _pack(value: object, what: str) -> bytes:
+    try:
+        return msgpack.packb(value, use_bin_type=True, strict_types=False)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidError(f"{what} body cannot be encoded: {exc}") from exc
+
+
+def _unpack(raw: bytes) -> Any:
+    try:
+        return msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.ExtraData) as exc:
+        raise FrameError(f"message body is not valid msgpack: {exc}") from exc
+
+
+def _check_properties(props: Mapping[str, Any]) -> None:
+    for key, value in props.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidError(f"property names must be non-empty str, got {key!r}")
+        if value is None or isinstance(value, bool | float | str | bytes):
+            continue
+        if isinstance(value, int):
+            if not _I64_MIN <= value <= _I64_MAX:
+                raise InvalidError(f"property {key!r}: {value} does not fit in 64 bits")
+            continue
+        raise InvalidError(
+            f"property {key!r}: {type(value).__name__} is not a JMS property type "
+            "(None, bool, int, float, str, bytes)"
+        )
+
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
+
+
+def typed_value(text: str) -> bool | int | float | str:
+    """Type a command-line property value: integer, float, true/false, else string."""
+    if _INT.fullmatch(text):
+        value = int(text)
+        if _I64_MIN <= value <= _I64_MAX:
+            return value
+        return text
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    return text
+
+
+def parse_property(text: str) -> tuple[str, bool | int | float | str]:
+    """Split ``KEY=VALUE`` and type the value (see ``typed_value``)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise InvalidError(f"property {text!r}: expected KEY=VALUE")
+    return key, typed_value(value)

@@ -1,0 +1,213 @@
+"""Sessions: ack modes, transactions, and the factory for producers and consumers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from emsfast._core.framing import FrameEncoder
+from emsfast.client.messages import Destination, Message, Queue, Topic
+from emsfast.consts import (
+    ACK_AUTO,
+    ACK_CLIENT,
+    ACK_DUPS_OK,
+    ACK_EXPLICIT,
+    ACK_EXPLICIT_DUPS_OK,
+    ACK_MODES,
+    ACK_TRANSACTED,
+)
+from emsfast.errors import InvalidError
+
+if TYPE_CHECKING:
+    from emsfast.client.connection import Connection
+    from emsfast.client.consumer import Consumer
+    from emsfast.client.producer import Producer
+
+__all__ = ["Session"]
+
+# Modes whose acks the client sends by itself as the application takes messages.
+# Transacted sessions ack the same way; the server holds those acks until commit.
+_AUTO_ACKED = frozenset({ACK_AUTO, ACK_DUPS_OK, ACK_TRANSACTED})
+_EXPLICIT = frozenset({ACK_EXPLICIT, ACK_EXPLICIT_DUPS_OK})
+
+
+def silence(fut: asyncio.Future[Any]) -> None:
+    """Done callback for creation replies: their error is raised at first use instead."""
+    if not fut.cancelled():
+        fut.exception()
+
+
+class Session:
+    """A JMS session. Not safe to share between tasks that run concurrently."""
+
+    def __init__(self, conn: Connection, sid: int, ack_mode: str, transacted: bool) -> None:
+        if transacted:
+            mode = ACK_TRANSACTED
+        else:
+            try:
+                mode = ACK_MODES[ack_mode]
+            except KeyError:
+                names = ", ".join(ACK_MODES)
+                raise InvalidError(f"ack_mode {ack_mode!r}: expected one of {names}") from None
+        self.connection = conn
+        self.id = sid
+        self.ack_mode = "transacted" if transacted else ack_mode
+        self.transacted = transacted
+        self._mode = mode
+        self._acks: list[int] = []          # tags to ack at the next write
+        self._client_tags: list[int] = []   # CLIENT mode: taken, not yet acknowledged
+        self._consumers: dict[int, Consumer] = {}
+        self._producers: dict[int, Producer] = {}
+        self._closed = False
+        self.ready = conn.request("session.create", {"session": sid, "ack_mode": mode})
+        self.ready.add_done_callback(silence)
+        conn.register_session(self)
+
+    def __repr__(self) -> str:
+        return f"<emsfast.Session {self.id} {self.ack_mode}>"
+
+    # -- factories -------------------------------------------------------------------
+
+    def producer(self, destination: Destination, *, window: int = 1000) -> Producer:
+        """A producer for ``destination``; ``window`` bounds unconfirmed ``send_async`` calls."""
+        from emsfast.client.producer import Producer
+
+        self._check_open()
+        if not isinstance(destination, Queue | Topic):
+            raise InvalidError(f"producer destination must be Queue or Topic, got {destination!r}")
+        if window < 1:
+            raise InvalidError(f"window must be at least 1, got {window}")
+        producer = Producer(self, self.connection.next_id(), destination, window)
+        self._producers[producer.id] = producer
+        return producer
+
+    def consumer(self, destination: Destination, selector: str | None = None,
+                 durable: str | None = None, nolocal: bool = False) -> Consumer:
+        """A consumer; a bad selector raises ``SelectorError`` here, server errors at first use."""
+        from emsfast.client.consumer import Consumer
+
+        self._check_open()
+        if not isinstance(destination, Queue | Topic):
+            raise InvalidError(f"consumer destination must be Queue or Topic, got {destination!r}")
+        if durable is not None:
+            if not isinstance(destination, Topic):
+                raise InvalidError("durable subscriptions are for topics only")
+            if not durable:
+                raise InvalidError("durable name must not be empty")
+            if self.connection.client_id is None:
+                raise InvalidError(
+                    f"durable subscription {durable!r} needs a client_id on the connection"
+                )
+        consumer = Consumer(self, self.connection.next_id(), destination, selector, durable,
+                            nolocal)
+        self._consumers[consumer.id] = consumer
+        return consumer
+
+    # -- transactions and recovery ---------------------------------------------------
+
+    async def commit(self) -> None:
+        if not self.transacted:
+            raise InvalidError("commit() needs a transacted session")
+        await self._call("session.commit")
+
+    async def rollback(self) -> None:
+        if not self.transacted:
+            raise InvalidError("rollback() needs a transacted session")
+        # The server returns only what this transaction consumed; buffered
+        # deliveries the application has not taken stay valid.
+        await self._call("session.rollback")
+
+    async def recover(self) -> None:
+        """Have the server redeliver every unacknowledged message of this session."""
+        if self.transacted:
+            raise InvalidError("recover() is for non-transacted sessions; use rollback()")
+        self._check_open()
+        await self.ready
+        self._discard_unacked()
+        try:
+            await self.connection.request("session.recover", {"session": self.id})
+        finally:
+            for consumer in self._consumers.values():
+                consumer.release_discarded()
+
+    async def close(self) -> None:
+        """Close the session and its producers and consumers; unacked messages return."""
+        if self._closed:
+            return
+        self._closed = True
+        for consumer in list(self._consumers.values()):
+            consumer.closed_by_session()
+        for producer in list(self._producers.values()):
+            producer.closed_by_session()
+        conn = self.connection
+        conn.forget(self)
+        if conn.is_closed:
+            return
+        try:
+            await self.ready
+        except Exception:
+            return  # never existed on the server: nothing to close
+        await conn.request("session.close", {"session": self.id})
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _call(self, op: str) -> None:
+        self._check_open()
+        await self.ready
+        await self.connection.request(op, {"session": self.id})
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidError(f"session {self.id} is closed")
+        self.connection.check_open()
+
+    def _discard_unacked(self) -> None:
+        # The server redelivers every unacked delivery, including the ones still in
+        # local buffers, so those are dropped here rather than handed out twice.
+        self._client_tags.clear()
+        for consumer in self._consumers.values():
+            consumer.discard_buffered()
+
+    # -- acks (called by consumers and messages) -------------------------------------
+
+    def taken(self, msg: Message, tag: int) -> None:
+        """The application took ``msg``: record or send its ack per the ack mode."""
+        mode = self._mode
+        if mode in _AUTO_ACKED:
+            self._acks.append(tag)
+            self.connection.proto.add_pending(self)
+        elif mode == ACK_CLIENT:
+            self._client_tags.append(tag)
+            msg._ack_hook = self._ack_client
+        elif mode in _EXPLICIT:
+            msg._ack_hook = lambda: self._ack_tags([tag])
+        # ACK_NONE: the server forgot the message as it delivered it.
+
+    def _ack_client(self) -> None:
+        tags, self._client_tags = self._client_tags, []
+        if tags:
+            self._ack_tags(tags)
+
+    def _ack_tags(self, tags: list[int]) -> None:
+        self.connection.check_open()
+        if self._closed:
+            raise InvalidError(f"session {self.id} is closed; its messages were returned")
+        proto = self.connection.proto
+        proto.encoder.ack(self.id, tags)
+        proto.schedule_flush()
+
+    def emit(self, encoder: FrameEncoder) -> None:
+        if self._acks:
+            encoder.ack(self.id, self._acks)
+            self._acks = []
+
+    def forget_consumer(self, consumer: Consumer) -> None:
+        self._consumers.pop(consumer.id, None)
+
+    def forget_producer(self, producer: Producer) -> None:
+        self._producers.pop(producer.id, None)
+
