@@ -32,11 +32,12 @@ from emsfast.consts import (
     PROTOCOL_VERSION,
 )
 from emsfast.errors import (
-    AuthError,
     ConnectionClosedError,
     EmsfastError,
     InvalidError,
+    LimitError,
     ProtocolError,
+    StandbyError,
     VersionError,
     error_from_code,
 )
@@ -48,8 +49,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "connect"]
 
-# Refusals that another URL of the same list would repeat: fail at once (EMS.md §2.2).
-_FATAL_REFUSALS = (AuthError, VersionError)
+# Worth trying the next URL: a standby (EMS.md §2.2), a full server, no server or
+# not an emsfast server. Every other refusal (AUTH, VERSION, a client id in use, ...)
+# is raised at once: the next server would give the same answer.
+_NEXT_URL = (StandbyError, LimitError, ConnectionClosedError, ProtocolError, OSError,
+             TimeoutError)
 
 
 async def connect(
@@ -90,9 +94,9 @@ async def connect(
         for server in urls:
             try:
                 return await _attempt(server, hello, client_id, handshake_timeout)
-            except _FATAL_REFUSALS:
+            except VersionError:
                 raise
-            except (OSError, TimeoutError, EmsfastError) as exc:
+            except _NEXT_URL as exc:
                 reasons[str(server)] = _reason(exc)
     listing = "; ".join(f"{u}: {why}" for u, why in reasons.items())
     raise ConnectionClosedError(f"could not connect to any server ({listing})")

@@ -209,14 +209,21 @@ class Producer:
         self._failures.append((err, fut))
 
     def _raise_failure(self) -> None:
-        failures = self._failures
-        while failures:
-            err, fut = failures.popleft()
-            if fut is None:
-                raise err
-            if not fut.seen:
+        """Raise the first failure nobody has seen; it stands for the ones after it
+        (one full queue fails many sends), which are cleared with it."""
+        first: EmsfastError | None = None
+        for err, fut in self._failures:
+            if fut is None or not fut.seen:
+                first = err
+                break
+        if first is None:
+            self._failures.clear()
+            return
+        for _, fut in self._failures:
+            if fut is not None:
                 fut.seen = True
-                raise err
+        self._failures.clear()
+        raise first
 
     # -- called by the connection ----------------------------------------------------
 

@@ -8,7 +8,7 @@ still hands the kernel bounded chunks and meets ``pause_writing``).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from emsfast._core.framing import FrameDecoder, FrameEncoder, unpack_control
 from emsfast.consts import (
@@ -67,8 +67,8 @@ class ClientProtocol(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         self.encoder.control(FRAME_HELLO, self._hello)
         self.schedule_flush()
 
