@@ -18,6 +18,7 @@ from emsfast.errors import (
     TransactionRolledBackError,
 )
 from emsfast.server.holders import Holder, Subscription
+from emsfast.server.messages import ServerMessage
 from emsfast.server.session import Consumer, Delivery, Producer, Session
 
 if TYPE_CHECKING:
@@ -120,25 +121,25 @@ def session_commit(conn: ClientConnection, req: dict[str, Any]) -> Any:
     sends, session.tx_sends = session.tx_sends, []
     # Reserve room for every queued send first so a limit fails the whole
     # transaction instead of applying half of it.
-    admitted: list[Holder] = []
+    admitted: list[tuple[Holder, ServerMessage]] = []
     for producer, _seq, msg, _confirm in sends:
         if producer.queue is None:
             continue
         try:
             producer.queue.admit(msg.size)
         except LimitError as exc:
-            for holder, (_p, _s, m, _c) in zip(admitted, sends, strict=False):
-                holder.acked(m)
+            for holder, reserved in admitted:
+                holder.acked(reserved)
             _rollback(conn, session)
             raise TransactionRolledBackError(f"transaction rolled back: {exc}") from exc
-        admitted.append(producer.queue)
+        admitted.append((producer.queue, msg))
     acks, session.tx_acked = session.tx_acked, []
     store = conn.store
     futures: list[asyncio.Future[None]] = []
     visible: list[tuple[Holder, Any]] = []
     for producer, _seq, msg, _confirm in sends:
-        holder = producer.queue
-        if holder is not None:
+        if producer.queue is not None:
+            holder = producer.queue
             if msg.persistent:
                 futures.append(store.put_message(conn.broker.store_name(holder.props),
                                                  holder.key, msg.id, msg.blob))

@@ -44,7 +44,7 @@ class Server:
         self.broker = Broker(self.name, self.store, self.queue_table, self.topic_table)
         self.connections: dict[int, ClientConnection] = {}
         self.client_ids: dict[str, ClientConnection] = {}
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[asyncio.Server] = []
         self._next_conn = 0
         self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop_policy().get_event_loop()
         self.stopped = asyncio.Event()
