@@ -1,0 +1,1 @@
+"""emsfast benchmarks: ``python -m bench run`` (see bench/README.md)."""
