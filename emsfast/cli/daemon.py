@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -82,6 +83,11 @@ async def _serve(config: object, trace: str | None) -> int:
     except OSError as exc:
         log.error(f"Unable to start: {exc}")
         return EXIT_CONFIG
+    # Messages in flight are many small long-lived objects; the default young
+    # generation threshold makes the collector walk them thousands of times a
+    # second. Freeze start-up objects and collect less often.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

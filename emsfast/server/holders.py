@@ -159,31 +159,39 @@ class Holder:
         if self.props.exclusive:
             consumers = consumers[:1]
         n = len(consumers)
-        now = 0
         levels = self._levels
+        redeliveries = self.redeliveries
+        now = 0
+        rr = self._rr
         while self.ready:
             for i in range(n):
-                c = consumers[(self._rr + i) % n]
+                c = consumers[(rr + i) % n]
                 if c.credit > 0 and c.writable:
-                    self._rr = (self._rr + i + 1) % n
+                    rr = (rr + i + 1) % n
                     break
             else:
-                return
-            top = self._top
-            while not levels[top]:
-                top -= 1
-            self._top = top
-            msg = levels[top].popleft()
-            self.ready -= 1
-            if msg.expiration:
-                now = now or int(time.time() * 1000)
-                if msg.expiration <= now:
-                    self._forget(msg)
-                    self.owner.discard(self, msg, "expired")
-                    continue
-            count = self.redeliveries.get(msg.id, 0) + 1
-            self.delivered_total += 1
-            c.deliver(self, msg, count)
+                break
+            # Round-robin hands one message per turn; a lone consumer takes its
+            # whole credit at once.
+            take = c.credit if n == 1 else 1
+            while take and self.ready:
+                top = self._top
+                while not levels[top]:
+                    top -= 1
+                self._top = top
+                msg = levels[top].popleft()
+                self.ready -= 1
+                if msg.expiration:
+                    now = now or int(time.time() * 1000)
+                    if msg.expiration <= now:
+                        self._forget(msg)
+                        self.owner.discard(self, msg, "expired")
+                        continue
+                count = redeliveries.get(msg.id, 0) + 1 if redeliveries else 1
+                self.delivered_total += 1
+                c.deliver(self, msg, count)
+                take -= 1
+        self._rr = rr
 
     def _dispatch_selective(self) -> None:
         # O(ready) scan: each message goes to the first consumer with credit whose
