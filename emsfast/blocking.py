@@ -173,6 +173,9 @@ class BlockingSession:
     def recover(self) -> None:
         self._runner.run(self.session.recover())
 
+    def unsubscribe(self, name: str) -> None:
+        self._runner.run(self.session.unsubscribe(name))
+
     def close(self) -> None:
         self._runner.run(self.session.close())
 

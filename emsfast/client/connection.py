@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from emsfast.client.producer import Producer
     from emsfast.client.session import Session
 
-__all__ = ["Connection", "connect"]
+__all__ = ["AllStandbyError", "Connection", "ServersFullError", "connect"]
 
 # Worth trying the next URL: a standby (EMS.md §2.2), a full server, no server or
 # not an emsfast server. Every other refusal (AUTH, VERSION, a client id in use, ...)
@@ -87,7 +87,7 @@ async def connect(
         "lang": "python",
         "version": __version__,
     }
-    reasons: dict[str, str] = {}
+    reasons: dict[str, BaseException] = {}
     for attempt in range(connect_attempt_count):
         if attempt:
             await asyncio.sleep(connect_attempt_delay)
@@ -97,9 +97,24 @@ async def connect(
             except VersionError:
                 raise
             except _NEXT_URL as exc:
-                reasons[str(server)] = _reason(exc)
-    listing = "; ".join(f"{u}: {why}" for u, why in reasons.items())
-    raise ConnectionClosedError(f"could not connect to any server ({listing})")
+                reasons[str(server)] = exc
+    listing = "; ".join(f"{u}: {_reason(exc)}" for u, exc in reasons.items())
+    text = f"could not connect to any server ({listing})"
+    errors = reasons.values()
+    if all(isinstance(e, StandbyError | LimitError) for e in errors):
+        # Every server answered: say why with the matching class.
+        if any(isinstance(e, LimitError) for e in errors):
+            raise ServersFullError(text)
+        raise AllStandbyError(text)
+    raise ConnectionClosedError(text)
+
+
+class ServersFullError(LimitError, ConnectionClosedError):
+    """connect() failed: the active server is at max_connections (the rest standby)."""
+
+
+class AllStandbyError(StandbyError, ConnectionClosedError):
+    """connect() failed: every server of the list answered that it is a standby."""
 
 
 def _reason(exc: BaseException) -> str:

@@ -130,6 +130,12 @@ class Session:
             for consumer in self._consumers.values():
                 consumer.release_discarded()
 
+    async def unsubscribe(self, name: str) -> None:
+        """Delete durable subscription ``name`` of the connection's client id (JMS)."""
+        self._check_open()
+        await self.ready
+        await self.connection.unsubscribe(name)
+
     async def close(self) -> None:
         """Close the session and its producers and consumers; unacked messages return."""
         if self._closed:
