@@ -44,7 +44,10 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _CLIENT_NAMES:
-        return getattr(importlib.import_module("emsfast.client"), name)
-    if name == "blocking":
-        return importlib.import_module("emsfast.blocking")
-    raise AttributeError(f"module 'emsfast' has no attribute {name!r}")
+        value = getattr(importlib.import_module("emsfast.client"), name)
+    elif name == "blocking":
+        value = importlib.import_module("emsfast.blocking")
+    else:
+        raise AttributeError(f"module 'emsfast' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this hook (emsfast.TextMessage per message)
+    return value

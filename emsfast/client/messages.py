@@ -70,14 +70,27 @@ class Topic(Destination):
     prefix: ClassVar[str] = "t"
 
 
+# Received messages name few distinct destinations: share their objects.
+_DEST_CACHE: dict[str, Destination] = {}
+_DEST_CACHE_MAX = 4096
+
+
 def destination_from_wire(text: object) -> Destination | None:
     if not isinstance(text, str):
         return None
+    dest = _DEST_CACHE.get(text)
+    if dest is not None:
+        return dest
     if text.startswith("q:"):
-        return Queue(text[2:])
-    if text.startswith("t:"):
-        return Topic(text[2:])
-    raise FrameError(f"bad destination header {text!r} in message meta")
+        dest = Queue(text[2:])
+    elif text.startswith("t:"):
+        dest = Topic(text[2:])
+    else:
+        raise FrameError(f"bad destination header {text!r} in message meta")
+    if len(_DEST_CACHE) >= _DEST_CACHE_MAX:
+        _DEST_CACHE.clear()
+    _DEST_CACHE[text] = dest
+    return dest
 
 
 class _Done:
