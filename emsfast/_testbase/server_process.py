@@ -281,6 +281,16 @@ class ServerProcess:
         path = Path(self.params["logfile"])
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def wait_logfile(self, text: str, timeout: float = 10.0) -> str:
+        """Poll the logfile until it contains ``text`` (it is written beside stderr,
+        so it may lag a moment); return its content."""
+        deadline = time.monotonic() + timeout
+        while True:
+            content = self.logfile_text()
+            if text in content or time.monotonic() > deadline:
+                return content
+            time.sleep(0.05)
+
     def rss_kib(self) -> int:
         """Resident set size of the daemon (Linux), to catch unbounded allocations."""
         with open(f"/proc/{self.pid}/status") as f:
