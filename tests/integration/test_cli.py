@@ -1,0 +1,220 @@
+"""emsfast-produce / emsfast-consume as scripts use them (issue 3 item 5)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from emsfast._testbase.clientutil import mode_is, text_of
+from emsfast._testbase.server_process import CliProcess, free_port_closed, run_cli
+
+pytestmark = pytest.mark.timeout(90)
+
+QUEUES_CONF = """\
+>
+climit.>    maxmsgs=1
+"""
+
+
+@pytest.fixture(scope="module")
+def server(module_server_factory):
+    return module_server_factory(queues=QUEUES_CONF)
+
+
+def produce(server, *args, input=None):
+    rc, out, err = run_cli("produce", ["-server", server.url, *args], input=input)
+    assert rc == 0, f"emsfast-produce {args} exited {rc}:\n{err}"
+    return out
+
+
+def consume(server, *args):
+    rc, out, err = run_cli("consume", ["-server", server.url, *args])
+    assert rc == 0, f"emsfast-consume {args} exited {rc}:\n{err}"
+    return out
+
+
+def test_text_arguments(server, uniq):
+    q = uniq("q")
+    produce(server, "-queue", q, "one", "two words", "three")
+    out = consume(server, "-queue", q, "-count", "3", "-timeout", "10")
+    # stdout carries the bodies and nothing else.
+    assert out == "one\ntwo words\nthree\n"
+
+
+def test_stdin_lines(server, uniq):
+    q = uniq("q")
+    produce(server, "-queue", q, input="alpha\nbeta\ngamma\n")
+    out = consume(server, "-queue", q, "-count", "3", "-timeout", "10")
+    assert out.splitlines() == ["alpha", "beta", "gamma"]
+
+
+def test_count_and_size(server, uniq):
+    q = uniq("q")
+    produce(server, "-queue", q, "-count", "7", "-size", "100")
+    out = consume(server, "-queue", q, "-count", "7", "-timeout", "10", "-json")
+    bodies = [json.loads(line)["body"] for line in out.splitlines()]
+    assert len(bodies) == 7
+    assert all(len(b) == 100 for b in bodies)
+
+
+def test_count_stops_consumer_and_leaves_the_rest(server, uniq):
+    q = uniq("q")
+    produce(server, "-queue", q, *[f"m{i}" for i in range(5)])
+    assert consume(server, "-queue", q, "-count", "2", "-timeout", "10").splitlines() == [
+        "m0",
+        "m1",
+    ]
+    assert consume(server, "-queue", q, "-count", "3", "-timeout", "10").splitlines() == [
+        "m2",
+        "m3",
+        "m4",
+    ]
+
+
+def test_typed_property_and_selector(server, uniq):
+    q = uniq("q")
+    produce(server, "-queue", q, "-property", "n=6", "six")
+    # 6 is a number: "n > 7" does not select it (and it stays on the queue) ...
+    assert consume(server, "-queue", q, "-selector", "n > 7", "-timeout", "1") == ""
+    # ... and "n > 5" does.
+    assert (
+        consume(server, "-queue", q, "-selector", "n > 5", "-count", "1", "-timeout", "10")
+        == "six\n"
+    )
+
+
+def test_json_output(server, uniq):
+    q = uniq("q")
+    produce(
+        server,
+        "-queue",
+        q,
+        "-priority",
+        "7",
+        "-property",
+        "n=6",
+        "-property",
+        "f=2.5",
+        "-property",
+        "ok=true",
+        "-property",
+        "s=hello",
+        "body text",
+    )
+    out = consume(server, "-queue", q, "-count", "1", "-timeout", "10", "-json")
+    lines = out.splitlines()
+    assert len(lines) == 1
+    obj = json.loads(lines[0])
+    assert set(obj) == {
+        "id",
+        "destination",
+        "body",
+        "properties",
+        "redelivered",
+        "delivery_count",
+        "priority",
+    }
+    assert obj["body"] == "body text"
+    assert obj["properties"] == {"n": 6, "f": 2.5, "ok": True, "s": "hello"}
+    assert obj["redelivered"] is False
+    assert obj["delivery_count"] == 1
+    assert obj["priority"] == 7
+    assert str(obj["id"]).startswith("ID:")
+    assert q in str(obj["destination"])
+
+
+def test_timeout_is_the_idle_gap_and_output_is_flushed_per_message(server, uniq):
+    q = uniq("q")
+    consumer = CliProcess("consume", ["-server", server.url, "-queue", q, "-timeout", "4"])
+    try:
+        # Each body shows up on stdout while the consumer still runs, and the
+        # consumer outlives its -timeout as long as messages keep coming.
+        started = time.monotonic()
+        for i in range(4):
+            produce(server, "-queue", q, f"m{i}")
+            assert consumer.wait_lines(i + 1)[-1] == f"m{i}"
+            assert consumer.proc.poll() is None
+            if i < 3:
+                time.sleep(1.5)  # a gap shorter than -timeout, to span more than 4 s
+        assert time.monotonic() - started > 4
+        rc, out, _ = consumer.wait(timeout=30)
+        assert rc == 0
+        assert out.splitlines() == ["m0", "m1", "m2", "m3"]
+    finally:
+        consumer.kill()
+
+
+def test_empty_queue_times_out_with_exit_0(server, uniq):
+    assert consume(server, "-queue", uniq("q"), "-timeout", "1") == ""
+
+
+def test_topic_produce_consume(server, uniq):
+    topic = uniq("t")
+    consumer = CliProcess(
+        "consume", ["-server", server.url, "-topic", topic, "-count", "1", "-timeout", "30"]
+    )
+    try:
+        # A topic keeps nothing for late subscribers: publish until the consumer
+        # (which may still be starting) prints one.
+        deadline = time.monotonic() + 30
+        while consumer.proc.poll() is None and time.monotonic() < deadline:
+            produce(server, "-topic", topic, "-delivery", "non_persistent", "hello")
+            try:
+                consumer.wait_lines(1, timeout=1)
+                break
+            except AssertionError:
+                continue
+        rc, out, err = consumer.wait(timeout=30)
+        assert rc == 0, err
+        assert out == "hello\n"
+    finally:
+        consumer.kill()
+
+
+def test_ft_url_list_skips_a_dead_server(server, uniq):
+    q = uniq("q")
+    urls = f"tcp://127.0.0.1:{free_port_closed()},{server.url}"
+    rc, _, err = run_cli("produce", ["-server", urls, "-queue", q, "via-list"])
+    assert rc == 0, err
+    rc, out, err = run_cli(
+        "consume", ["-server", urls, "-queue", q, "-count", "1", "-timeout", "10"]
+    )
+    assert rc == 0, err
+    assert out == "via-list\n"
+
+
+def test_unreachable_server_exits_nonzero():
+    url = f"tcp://127.0.0.1:{free_port_closed()}"
+    rc, out, err = run_cli("produce", ["-server", url, "-queue", "q", "x"])
+    assert rc != 0
+    assert out == ""
+    assert err.strip()
+    rc, out, err = run_cli("consume", ["-server", url, "-queue", "q", "-timeout", "1"])
+    assert rc != 0
+    assert out == ""
+    assert err.strip()
+
+
+def test_rejected_send_exits_nonzero(server, uniq):
+    q = uniq("climit")
+    rc, _, err = run_cli("produce", ["-server", server.url, "-queue", q, "first", "second"])
+    assert rc != 0
+    assert "maxmsgs" in err
+    assert consume(server, "-queue", q, "-count", "1", "-timeout", "10") == "first\n"
+
+
+@pytest.mark.parametrize(
+    "option, mode", [((), "persistent"), (("-delivery", "non_persistent"), "non_persistent")]
+)
+def test_delivery_mode(server, uniq, option, mode):
+    """The default delivery mode is persistent, as in JMS."""
+    import emsfast.blocking
+
+    q = uniq("q")
+    produce(server, "-queue", q, *option, "dm")
+    with emsfast.blocking.connect(server.url) as conn:
+        msg = conn.session().consumer(emsfast.Queue(q)).receive(timeout=10)
+    assert msg is not None and text_of(msg) == "dm"
+    assert mode_is(msg.delivery_mode, mode)
