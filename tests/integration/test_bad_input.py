@@ -220,6 +220,27 @@ async def test_selector_that_does_not_parse(server, uniq):
         assert text_of(got[0]) == "fine"
 
 
+def test_selector_that_does_not_parse_raw(server, uniq):
+    """The server rejects a bad selector itself, answering that request only."""
+    name = uniq("bad")
+    with raw(server) as conn:
+        conn.login()
+        conn.request("session.create", session=1, ack_mode=consts.ACK_AUTO)
+        with pytest.raises(RuntimeError) as info:
+            conn.request(
+                "consumer.create",
+                session=1,
+                consumer=1,
+                dest_type="queue",
+                dest=name,
+                selector="price >< 5",
+            )
+        code, text = info.value.args
+        assert code in (errors.ErrorCode.INVALID, "INVALID"), info.value.args
+        assert "><" in text or "price >< 5" in text, text
+        conn.request("ping")  # the connection lives on
+
+
 # -- configuration ----------------------------------------------------------------------
 
 
