@@ -6,6 +6,8 @@ arrived" is shown with a marker message sent last, never with an idle wait.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 import emsfast
@@ -61,6 +63,23 @@ async def test_point_to_point(server, uniq):
         assert [m.properties["i"] for m in got] == list(range(5))
         assert all(not m.redelivered and m.delivery_count == 1 for m in got)
     await only_marker_left(server.url, q)
+
+
+async def test_receive_without_timeout_returns_waiting_messages(server, uniq):
+    """receive() with no timeout on a new consumer returns the messages already on the
+    queue (they may arrive before the server's answer to the consumer's creation)."""
+    q = emsfast.Queue(uniq("q"))
+    async with connection(server.url) as conn:
+        session = conn.session()
+        producer = session.producer(q)
+        for i in range(3):
+            await producer.send(T(f"m{i}"))
+        consumer = session.consumer(q)
+        got = []
+        for _ in range(3):
+            # wait_for only guards against a hang; receive() itself has no timeout.
+            got.append(await asyncio.wait_for(consumer.receive(), 10))
+        assert [text_of(m) for m in got] == ["m0", "m1", "m2"]
 
 
 async def test_round_robin_two_consumers(server, uniq):
