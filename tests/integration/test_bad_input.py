@@ -25,6 +25,9 @@ from emsfast._testbase.rawwire import (
     publish,
     text_blob,
 )
+from emsfast._testbase.rawwire import (
+    control as rawwire_control,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -118,6 +121,16 @@ async def test_first_frame_not_hello(server, uniq):
     ping = frame(consts.FRAME_REQUEST, b"\x80")  # a REQUEST (empty map) before HELLO
     texts = await survives(server, uniq("bad"), lambda: attack_and_collect(server, ping))
     assert texts, "server closed without saying why"
+
+
+def test_unsupported_protocol_version_is_refused(server):
+    with raw(server) as conn:
+        conn.send(rawwire_control(consts.FRAME_HELLO, {"magic": consts.HELLO_MAGIC, "proto": 99}))
+        frames = conn.read_until_closed(timeout=10)
+    refused = [msgpack.unpackb(b) for t, _, b in frames if t == consts.FRAME_REFUSED]
+    assert refused, frames
+    assert refused[0]["code"] in ("VERSION", errors.ErrorCode.VERSION), refused
+    assert "99" in str(refused[0].get("text")), refused
 
 
 async def test_truncated_frame_then_close(server, uniq):

@@ -218,3 +218,29 @@ def test_delivery_mode(server, uniq, option, mode):
         msg = conn.session().consumer(emsfast.Queue(q)).receive(timeout=10)
     assert msg is not None and text_of(msg) == "dm"
     assert mode_is(msg.delivery_mode, mode)
+
+
+def test_durable_subscription(server, uniq):
+    topic, durable, client_id = uniq("t"), "cli_durable", uniq("cid").replace(".", "_")
+    sub = ["-topic", topic, "-durable", durable, "-clientid", client_id]
+    # First run creates the durable subscription and finds nothing.
+    assert consume(server, *sub, "-timeout", "1") == ""
+    produce(server, "-topic", topic, "kept1", "kept2")
+    # Offline meanwhile; the second run gets what was published.
+    assert consume(server, *sub, "-count", "2", "-timeout", "10") == "kept1\nkept2\n"
+
+
+def test_user_and_password_accepted(server, uniq):
+    q = uniq("q")
+    produce(server, "-user", "admin", "-password", "", "-queue", q, "with-user")
+    out = consume(server, "-user", "admin", "-queue", q, "-count", "1", "-timeout", "10")
+    assert out == "with-user\n"
+
+
+@pytest.mark.parametrize("tool", ["produce", "consume"])
+def test_usage_error_exits_nonzero(server, tool):
+    # Neither -queue nor -topic.
+    rc, out, err = run_cli(tool, ["-server", server.url])
+    assert rc != 0
+    assert out == ""
+    assert "-queue" in err or "-topic" in err, err
