@@ -127,7 +127,7 @@ def test_json_output(server, uniq):
 
 def test_timeout_is_the_idle_gap_and_output_is_flushed_per_message(server, uniq):
     q = uniq("q")
-    consumer = CliProcess("consume", ["-server", server.url, "-queue", q, "-timeout", "4"])
+    consumer = CliProcess("consume", ["-server", server.url, "-queue", q, "-timeout", "3"])
     try:
         # Each body shows up on stdout while the consumer still runs, and the
         # consumer outlives its -timeout as long as messages keep coming.
@@ -137,8 +137,8 @@ def test_timeout_is_the_idle_gap_and_output_is_flushed_per_message(server, uniq)
             assert consumer.wait_lines(i + 1)[-1] == f"m{i}"
             assert consumer.proc.poll() is None
             if i < 3:
-                time.sleep(1.5)  # a gap shorter than -timeout, to span more than 4 s
-        assert time.monotonic() - started > 4
+                time.sleep(1.0)  # gaps shorter than -timeout that add up to more
+        assert time.monotonic() - started > 3
         rc, out, _ = consumer.wait(timeout=30)
         assert rc == 0
         assert out.splitlines() == ["m0", "m1", "m2", "m3"]
