@@ -215,6 +215,39 @@ async def test_client_ack_acknowledges_all_received_and_redelivers_the_rest(serv
     assert again[1].delivery_count == 1
 
 
+async def test_client_ack_covers_every_consumer_of_the_session(server, uniq):
+    q1, q2 = emsfast.Queue(uniq("q")), emsfast.Queue(uniq("q"))
+    async with connection(server.url) as conn:
+        producer_session = conn.session()
+        await producer_session.producer(q1).send(T("one"))
+        await producer_session.producer(q2).send(T("two"))
+        session = conn.session(ack_mode="client")
+        got1 = await receive_n(session.consumer(q1), 1)
+        got2 = await receive_n(session.consumer(q2), 1)
+        assert [text_of(m) for m in got1 + got2] == ["one", "two"]
+        await got2[0].acknowledge()  # acknowledges "one" too
+        await session.close()
+    await only_marker_left(server.url, q1)
+    await only_marker_left(server.url, q2)
+
+
+async def test_recover_redelivers_unacked(server, uniq):
+    q = emsfast.Queue(uniq("q"))
+    async with connection(server.url) as conn:
+        await conn.session().producer(q).send(T("r"))
+        session = conn.session(ack_mode="client")
+        consumer = session.consumer(q)
+        (first,) = await receive_n(consumer, 1)
+        assert (first.redelivered, first.delivery_count) == (False, 1)
+        await session.recover()
+        (again,) = await receive_n(consumer, 1)
+        assert text_of(again) == "r"
+        assert (again.redelivered, again.delivery_count) == (True, 2)
+        await again.acknowledge()
+        await session.close()
+    await only_marker_left(server.url, q)
+
+
 async def test_delivery_count_counts_each_attempt(server, uniq):
     q = emsfast.Queue(uniq("q"))
     async with connection(server.url) as conn:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 import emsfast
+from emsfast import errors
 from emsfast._testbase.clientutil import (
     connection,
     dest_name,
@@ -120,3 +121,29 @@ async def test_durable_subscription_keeps_messages_while_offline(server, uniq):
             assert [text_of(m) for m in seen[0]] == []
             await producer.send(T("fresh"))
             assert [text_of(m) for m in await receive_until(sub, "fresh")] == ["fresh"]
+
+
+async def test_durable_and_client_id_rules(server, uniq):
+    topic = emsfast.Topic(uniq("t"))
+    client_id = uniq("cid").replace(".", "_")
+    async with connection(server.url, client_id=client_id) as conn:
+        # A client id belongs to one connection at a time.
+        with pytest.raises(errors.InUseError):
+            other = await emsfast.connect(server.url, client_id=client_id)
+            await other.close()
+        session = conn.session()
+        sub = session.consumer(topic, durable="d")
+        await sub.receive(timeout=0)
+        # One active subscriber per durable; no unsubscribe while it is active.
+        with pytest.raises(errors.InUseError):
+            await conn.session().consumer(topic, durable="d").receive(timeout=1)
+        with pytest.raises(errors.InUseError):
+            await session.unsubscribe("d")
+        with pytest.raises(errors.NotFoundError):
+            await session.unsubscribe("never_created")
+        await sub.close()
+        await session.unsubscribe("d")
+    # A durable needs a client id.
+    async with connection(server.url) as anonymous:
+        with pytest.raises(errors.EmsfastError):
+            await anonymous.session().consumer(topic, durable="d").receive(timeout=1)
