@@ -71,6 +71,12 @@ async def _serve(config: object, trace: str | None) -> int:
     from emsfast.server.server import Server
 
     assert isinstance(config, TibemsdConfig)
+    # Handlers first: a SIGTERM that arrives during start-up still means a
+    # clean stop (exit 0), not death by signal.
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
         server = Server(config, trace=trace)
         await server.start()
@@ -88,10 +94,6 @@ async def _serve(config: object, trace: str | None) -> int:
     # second. Freeze start-up objects and collect less often.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("Server shutting down.")
     await server.stop()

@@ -92,6 +92,8 @@ class Consumer:
         await self.ready
         if self._closed:
             raise InvalidError(f"consumer {self.id} is closed")
+        if self._buffer:        # deliveries that arrived with the creation reply
+            return self._take()
         if timeout is not None and timeout <= 0:
             return None
         if self._waiter is not None:
