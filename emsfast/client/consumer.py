@@ -140,6 +140,10 @@ class Consumer:
     # -- called by the connection and session ----------------------------------------
 
     def deliver(self, count: int, tag: int, mid: int, blob: bytes) -> None:
+        limbo = self.session.limbo
+        if limbo is not None:
+            limbo.append((self, (count, tag, mid, blob)))
+            return
         self._buffer.append((count, tag, mid, blob))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -154,6 +158,10 @@ class Consumer:
         """Drop buffered deliveries the server is about to redeliver (recover)."""
         self._discarded += len(self._buffer)
         self._buffer.clear()
+
+    def drop_stale(self) -> None:
+        """A delivery the server returned on recover: its credit comes back later."""
+        self._discarded += 1
 
     def release_discarded(self) -> None:
         """Give back the credit of discarded deliveries once the server has returned them.
@@ -197,7 +205,10 @@ class Consumer:
             await self.ready
         except EmsfastError:
             return  # never existed on the server
-        await conn.request("consumer.close", {"consumer": self.id})
+        # Messages the application took but has not acknowledged stay with the
+        # session (JMS); everything else of this consumer goes back.
+        await conn.request("consumer.close",
+                           {"consumer": self.id, "keep": self.session.held_tags()})
 
 
 def _credit_batch(prefetch: int) -> int:

@@ -55,7 +55,11 @@ class Session:
         self.transacted = transacted
         self._mode = mode
         self._acks: list[int] = []          # tags to ack at the next write
-        self._client_tags: list[int] = []   # CLIENT mode: taken, not yet acknowledged
+        # CLIENT and EXPLICIT modes: taken by the application, not yet acknowledged.
+        # They stay with the session when their consumer closes (JMS).
+        self._held: dict[int, None] = {}
+        # While a recover is in flight: deliveries that may predate it (see recover).
+        self.limbo: list[tuple[Consumer, tuple[int, int, int, bytes]]] | None = None
         self._consumers: dict[int, Consumer] = {}
         self._producers: dict[int, Producer] = {}
         self._closed = False
@@ -124,9 +128,21 @@ class Session:
         self._check_open()
         await self.ready
         self._discard_unacked()
+        # Deliveries arriving before the reply may have been sent before the
+        # server processed the recover (then it returns and redelivers them) or
+        # after (the redeliveries). The reply's last_tag tells them apart.
+        self.limbo = []
+        fence = 0
         try:
-            await self.connection.request("session.recover", {"session": self.id})
+            reply = await self.connection.request("session.recover", {"session": self.id})
+            fence = int(reply.get("last_tag", 0))
         finally:
+            limbo, self.limbo = self.limbo, None
+            for consumer, entry in limbo:
+                if entry[1] <= fence:
+                    consumer.drop_stale()
+                else:
+                    consumer.deliver(*entry)
             for consumer in self._consumers.values():
                 consumer.release_discarded()
 
@@ -174,7 +190,7 @@ class Session:
     def _discard_unacked(self) -> None:
         # The server redelivers every unacked delivery, including the ones still in
         # local buffers, so those are dropped here rather than handed out twice.
-        self._client_tags.clear()
+        self._held.clear()
         for consumer in self._consumers.values():
             consumer.discard_buffered()
 
@@ -187,16 +203,26 @@ class Session:
             self._acks.append(tag)
             self.connection.proto.add_pending(self)
         elif mode == ACK_CLIENT:
-            self._client_tags.append(tag)
+            self._held[tag] = None
             msg._ack_hook = self._ack_client
         elif mode in _EXPLICIT:
-            msg._ack_hook = lambda: self._ack_tags([tag])
+            self._held[tag] = None
+            msg._ack_hook = lambda: self._ack_one(tag)
         # ACK_NONE: the server forgot the message as it delivered it.
 
     def _ack_client(self) -> None:
-        tags, self._client_tags = self._client_tags, []
+        tags = list(self._held)
+        self._held.clear()
         if tags:
             self._ack_tags(tags)
+
+    def _ack_one(self, tag: int) -> None:
+        self._held.pop(tag, None)
+        self._ack_tags([tag])
+
+    def held_tags(self) -> list[int]:
+        """Tags taken but unacknowledged; the server keeps them when a consumer closes."""
+        return list(self._held)
 
     def _ack_tags(self, tags: list[int]) -> None:
         self.connection.check_open()

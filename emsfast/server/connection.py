@@ -452,6 +452,10 @@ class ClientConnection(asyncio.Protocol):
 
     # -- helpers for ops -------------------------------------------------------
 
+    def last_tag(self) -> int:
+        """The most recent delivery tag issued on this connection."""
+        return self._next_tag - 1
+
     def now_ms(self) -> int:
         return int(time.time() * 1000)
 

@@ -94,10 +94,13 @@ def session_close(conn: ClientConnection, req: dict[str, Any]) -> Result:
 
 def session_recover(conn: ClientConnection, req: dict[str, Any]) -> Result:
     session = _session(conn, req)
+    # Tags up to last_tag were issued before this recover: the client drops
+    # those still in flight, since they come back as redeliveries.
+    last_tag = conn.last_tag()
     returned = list(session.unacked.values())
     session.unacked.clear()
     conn.redeliver(returned)
-    return None
+    return {"last_tag": last_tag}
 
 
 def session_rollback(conn: ClientConnection, req: dict[str, Any]) -> Result:
@@ -240,8 +243,13 @@ def consumer_create(conn: ClientConnection, req: dict[str, Any]) -> Result:
     return {"prefetch": prefetch}
 
 
-def _detach(conn: ClientConnection, consumer: Consumer) -> list[Delivery]:
-    """Remove ``consumer``; return its unacked deliveries (not yet redelivered)."""
+def _detach(conn: ClientConnection, consumer: Consumer,
+            keep: frozenset[int] = frozenset()) -> list[Delivery]:
+    """Remove ``consumer``; return its unacked deliveries (not yet redelivered).
+
+    Tags in ``keep`` were taken by the application and stay with the session
+    until it acknowledges, recovers or closes.
+    """
     conn.consumers.pop(consumer.id, None)
     session = consumer.session
     session.consumers.pop(consumer.id, None)
@@ -252,15 +260,18 @@ def _detach(conn: ClientConnection, consumer: Consumer) -> list[Delivery]:
         for tag in [t for t, d in session.unacked.items() if d.consumer is consumer]:
             del session.unacked[tag]
         return []
-    mine = [t for t, d in session.unacked.items() if d.consumer is consumer]
+    mine = [t for t, d in session.unacked.items() if d.consumer is consumer and t not in keep]
     return [session.unacked.pop(t) for t in mine]
 
 
 def consumer_close(conn: ClientConnection, req: dict[str, Any]) -> Result:
     cid = _u32(req, "consumer")
+    keep = req.get("keep") or []
+    if not isinstance(keep, list) or not all(isinstance(t, int) for t in keep):
+        raise InvalidError(f"'keep' must be a list of delivery tags, got {keep!r}")
     consumer = conn.consumers.get(cid)
     if consumer is not None:
-        conn.redeliver(_detach(conn, consumer))
+        conn.redeliver(_detach(conn, consumer, frozenset(keep)))
     return None
 
 
