@@ -267,16 +267,33 @@ def encode_message(int body_type, int delivery_mode, int priority, int64_t times
     return out
 
 
+# The last meta block decoded and its result, as one tuple so that threads
+# sharing this module never see a torn (bytes, headers, properties) triple.
+# A stream of messages from one producer repeats the same meta block, and
+# unpacking it costs more than the rest of decoding the message.
+cdef tuple _last_meta = (b"", None, None)
+
+
 cdef tuple _decode_meta(const char *p, const MessageHeader *h):
+    global _last_meta
     cdef uint32_t n = h.meta_len
     cdef const char *m = p + MSG_HEADER_LEN
+    cdef tuple last = _last_meta
+    cdef bytes last_raw = <bytes>last[0]
     if n == 3 and memcmp(m, PyBytes_AS_STRING(_EMPTY_META), 3) == 0:
         return (None, None)
     if n == 0:
         raise FrameError("message meta block is empty; expected [headers, properties]")
+    if <Py_ssize_t>n == PyBytes_GET_SIZE(last_raw) and \
+            memcmp(m, PyBytes_AS_STRING(last_raw), n) == 0:
+        # Headers are read-only to every caller; properties are handed to the
+        # application, so each message gets its own dict.
+        properties = last[2]
+        return (last[1], None if properties is None else dict(<dict>properties))
+    raw = PyBytes_FromStringAndSize(m, n)
     try:
         # Sizes in the meta block are capped by the bytes actually present.
-        obj = _unpackb(PyBytes_FromStringAndSize(m, n), raw=False, strict_map_key=True,
+        obj = _unpackb(raw, raw=False, strict_map_key=True,
                        max_str_len=n, max_bin_len=n, max_array_len=n, max_map_len=n,
                        max_ext_len=n)
     except Exception as exc:
@@ -287,6 +304,7 @@ cdef tuple _decode_meta(const char *p, const MessageHeader *h):
     properties = (<list>obj)[1]
     _check_in_map(headers, "headers")
     _check_in_map(properties, "properties")
+    _last_meta = (raw, headers, None if properties is None else dict(<dict>properties))
     return (headers, properties)
 
 

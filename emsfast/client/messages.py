@@ -109,6 +109,11 @@ class Message:
     """A JMS message with headers and properties only; the base of every type."""
 
     body_type: ClassVar[int] = BODY_MESSAGE
+    # Defaults for received messages, which store only the headers they carry.
+    correlation_id: str | None = None
+    reply_to: Destination | None = None
+    jms_type: str | None = None
+    _ack_hook: Callable[[], None] | None = None
 
     def __init__(
         self,
@@ -275,24 +280,46 @@ _CLASSES: dict[int, type[Message]] = {
 }
 
 
+# (headers dict, fields read from it) of the last message decoded; one tuple so
+# that threads never see a torn pair.
+_last_headers: tuple[object, tuple[Any, Any, Any, Any]] = (object(), (None, None, None, None))
+
+
 def decode(blob: bytes, message_id: str | None = None, delivery_count: int = 1) -> Message:
     """Build the message object a consumer hands to the application."""
     body_type, mode, priority, ts, exp, headers, props, body = decode_message(blob)
-    msg = _CLASSES[body_type].__new__(_CLASSES[body_type])
-    Message.__init__(msg, props)
-    msg._set_body(body)
-    msg.message_id = message_id
-    msg.delivery_mode = _MODE_NAMES[mode]
-    msg.priority = priority
-    msg.timestamp = ts
-    msg.expiration = exp
-    msg.delivery_count = delivery_count
-    if headers:
-        msg.destination = destination_from_wire(headers.get("dest"))
-        msg.reply_to = destination_from_wire(headers.get("reply"))
+    cls = _CLASSES[body_type]
+    msg = cls.__new__(cls)
+    global _last_headers
+    last = _last_headers
+    if headers is last[0]:      # the core shares the dict of a repeated meta block
+        dest, reply, cid, jtype = last[1]
+    elif headers:
+        dest = destination_from_wire(headers.get("dest"))
+        reply = destination_from_wire(headers.get("reply"))
         cid, jtype = headers.get("cid"), headers.get("type")
-        msg.correlation_id = cid if isinstance(cid, str) else None
-        msg.jms_type = jtype if isinstance(jtype, str) else None
+        cid = cid if isinstance(cid, str) else None
+        jtype = jtype if isinstance(jtype, str) else None
+        _last_headers = (headers, (dest, reply, cid, jtype))
+    else:
+        dest = reply = cid = jtype = None
+    # One dict literal instead of a dozen attribute stores: this runs per message.
+    # Headers that are usually absent fall back to the class defaults (None).
+    d = msg.__dict__ = {
+        "properties": props if props is not None else {}, "message_id": message_id,
+        "destination": dest, "delivery_mode": _MODE_NAMES[mode], "priority": priority,
+        "timestamp": ts, "expiration": exp, "delivery_count": delivery_count,
+    }
+    if reply is not None:
+        d["reply_to"] = reply
+    if cid is not None:
+        d["correlation_id"] = cid
+    if jtype is not None:
+        d["jms_type"] = jtype
+    if body_type == BODY_TEXT:
+        d["text"] = body.decode("utf-8")
+    else:
+        msg._set_body(body)
     return msg
 
 
