@@ -43,7 +43,7 @@ def text_of(msg: Any) -> str:
     text = getattr(msg, "text", None)
     if text is None:
         body = msg.body
-        text = body.decode() if isinstance(body, (bytes, bytearray, memoryview)) else body
+        text = bytes(body).decode() if isinstance(body, (bytes, bytearray, memoryview)) else body
     return str(text)
 
 
