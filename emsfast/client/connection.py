@@ -32,6 +32,7 @@ from emsfast.consts import (
     PROTOCOL_VERSION,
 )
 from emsfast.errors import (
+    AuthError,
     ConnectionClosedError,
     EmsfastError,
     InvalidError,
@@ -94,8 +95,8 @@ async def connect(
         for server in urls:
             try:
                 return await _attempt(server, hello, client_id, handshake_timeout)
-            except VersionError:
-                raise
+            except (VersionError, AuthError):
+                raise  # AuthError is a PermissionError, hence an OSError: not "next URL"
             except _NEXT_URL as exc:
                 reasons[str(server)] = exc
     listing = "; ".join(f"{u}: {_reason(exc)}" for u, exc in reasons.items())

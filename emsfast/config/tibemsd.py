@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from emsfast.auth.passwords import unmangle
 from emsfast.config.syntax import (
     Item,
     config_error,
@@ -93,6 +94,11 @@ def _text(value: str) -> str:
     return value
 
 
+def _password(value: str) -> str:
+    # ``set server password=`` stores it mangled; the FT peer needs it in clear.
+    return unmangle(value)
+
+
 def _nonneg_int(value: str) -> int:
     return parse_int(value, minimum=0)
 
@@ -143,7 +149,7 @@ def _max_msg_memory(value: str) -> int:
 # Parameter -> value parser; every key is also a TibemsdConfig field.
 _PARSERS: dict[str, Callable[[str], object]] = {
     "server": _text,
-    "password": _text,
+    "password": _password,
     "listen": _listen,
     "authorization": parse_bool,
     **dict.fromkeys(FILE_PARAMS, _text),

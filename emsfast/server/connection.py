@@ -39,6 +39,7 @@ from emsfast.consts import (
     RELIABLE,
 )
 from emsfast.errors import (
+    AuthError,
     EmsfastError,
     ErrorCode,
     FrameError,
@@ -56,7 +57,7 @@ from emsfast.server.session import Consumer, Delivery, Producer, Session
 if TYPE_CHECKING:
     from emsfast.server.server import Server
 
-_STATE_HELLO, _STATE_OPEN, _STATE_CLOSED = range(3)
+_STATE_HELLO, _STATE_OPEN, _STATE_CLOSED, _STATE_AUTH = range(4)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -83,6 +84,7 @@ class ClientConnection(asyncio.Protocol):
         self._store_waits: dict[asyncio.Future[None], list[tuple[Any, ...]]] = {}
         self._handshake_timer: asyncio.TimerHandle | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
+        self._held: list[tuple[int, int, bytes]] = []  # frames after HELLO during login
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -104,28 +106,33 @@ class ClientConnection(asyncio.Protocol):
         if self.state == _STATE_CLOSED:
             return
         try:
-            frames = self.decoder.feed(data)
-            for ftype, flags, body in frames:
-                if ftype == FRAME_PUBLISH:
-                    self._on_publish(flags, body)
-                elif ftype == FRAME_ACK:
-                    self._on_ack(body)
-                elif ftype == FRAME_CREDIT:
-                    self._on_credit(body)
-                elif ftype == FRAME_REQUEST:
-                    self._on_request(body)
-                elif ftype == FRAME_HELLO:
-                    self._on_hello(body)
-                elif ftype == FRAME_HEARTBEAT:
-                    pass
-                else:
-                    raise ProtocolError(f"frame type 0x{ftype:02x} is not sent by clients")
-                if self.state == _STATE_CLOSED:
-                    return
+            self._frames(self.decoder.feed(data))
         except ProtocolError as exc:
             self.protocol_error(str(exc))
             return
         self._schedule_flush()
+
+    def _frames(self, frames: list[tuple[int, int, bytes]]) -> None:
+        for i, (ftype, flags, body) in enumerate(frames):
+            if self.state == _STATE_AUTH:
+                self._held.extend(frames[i:])  # processed once the login is decided
+                return
+            if ftype == FRAME_PUBLISH:
+                self._on_publish(flags, body)
+            elif ftype == FRAME_ACK:
+                self._on_ack(body)
+            elif ftype == FRAME_CREDIT:
+                self._on_credit(body)
+            elif ftype == FRAME_REQUEST:
+                self._on_request(body)
+            elif ftype == FRAME_HELLO:
+                self._on_hello(body)
+            elif ftype == FRAME_HEARTBEAT:
+                pass
+            else:
+                raise ProtocolError(f"frame type 0x{ftype:02x} is not sent by clients")
+            if self.state == _STATE_CLOSED:
+                return
 
     def eof_received(self) -> bool | None:
         if self.decoder.buffered and self.state != _STATE_CLOSED:
@@ -228,6 +235,45 @@ class ClientConnection(asyncio.Protocol):
                          f"protocol version {hello.get('proto')!r} not supported "
                          f"(server speaks {PROTOCOL_VERSION})")
             return
+        if self.server.authz.enabled:
+            self._login(hello)
+            return
+        self._accept(hello)
+
+    def _login(self, hello: dict[str, Any]) -> None:
+        """Check user and password off the loop; frames that follow HELLO wait."""
+        self.state = _STATE_AUTH
+        if self.transport is not None:
+            self.transport.pause_reading()
+        password = hello.get("password")
+
+        async def check() -> None:
+            try:
+                await self.server.authz.login(
+                    self.user, password if isinstance(password, str) else None, self.host)
+            except AuthError as exc:
+                log.warning(f"[{self.user}@{self.host}]: connect failed: {exc}")
+                self._refuse(ErrorCode.AUTH, str(exc))
+                return
+            if self.state != _STATE_AUTH:
+                return  # closed meanwhile
+            self.state = _STATE_HELLO
+            self._accept(hello)
+            held, self._held = self._held, []
+            try:
+                self._frames(held)
+            except ProtocolError as exc:
+                self.protocol_error(str(exc))
+                return
+            if self.transport is not None and self.state == _STATE_OPEN:
+                self.transport.resume_reading()
+            self._schedule_flush()
+
+        task = asyncio.ensure_future(check())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _accept(self, hello: dict[str, Any]) -> None:
         client_id = hello.get("client_id")
         if client_id is not None:
             client_id = str(client_id)

@@ -184,6 +184,7 @@ def producer_create(conn: ClientConnection, req: dict[str, Any]) -> Result:
     assert name is not None
     if pid in conn.producers:
         raise InvalidError(f"producer {pid} already exists")
+    conn.server.authz.check_producer(conn, kind, name)
     if kind == "queue":
         producer = Producer(pid, session, conn.broker.queue(name), None)
     else:
@@ -217,6 +218,7 @@ def consumer_create(conn: ClientConnection, req: dict[str, Any]) -> Result:
     selector = compile_selector(selector_text) if selector_text else None
     durable = _str(req, "durable", required=False)
     nolocal = bool(req.get("nolocal", False))
+    conn.server.authz.check_consumer(conn, kind, name, durable)
     broker = conn.broker
     holder: Holder
     if kind == "queue":

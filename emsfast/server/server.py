@@ -17,6 +17,7 @@ from emsfast.config.tibemsd import TibemsdConfig
 from emsfast.consts import MAX_MSG_SIZE_CEILING
 from emsfast.errors import ConfigError
 from emsfast.log import Tracer, log, parse_trace
+from emsfast.server.authz import Authz
 from emsfast.server.broker import Broker
 from emsfast.server.connection import ClientConnection
 from emsfast.store.base import Store
@@ -40,6 +41,7 @@ class Server:
         except ValueError as exc:
             raise ConfigError(f"log_trace: {exc}") from exc
         self.queue_table, self.topic_table = load_destination_tables(config)
+        self.authz = Authz(config)
         self.store: Store = store if store is not None else MemoryStore()
         self.broker = Broker(self.name, self.store, self.queue_table, self.topic_table)
         self.connections: dict[int, ClientConnection] = {}
@@ -56,11 +58,6 @@ class Server:
     def _check_supported(self) -> None:
         """Refuse settings whose feature has not landed rather than ignore them."""
         config = self.config
-        if config.authorization:
-            raise ConfigError(
-                f"{config.path}: authorization=enabled is not supported yet (users, groups "
-                "and ACLs arrive with the configuration/authorization work); set "
-                "authorization = disabled", key="authorization")
         if config.ft_active:
             raise ConfigError(
                 f"{config.path}: ft_active is set but fault-tolerant pairs are not supported "
@@ -74,11 +71,12 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self._check_supported()
         config = self.config
-        for warning in config.warnings + self.queue_table.warnings + self.topic_table.warnings:
+        for warning in (config.warnings + self.queue_table.warnings + self.topic_table.warnings
+                        + self.authz.warnings):
             log.warning(warning)
         log.info(f"Server name: '{self.name}'.")
         log.info(f"Storage Location: '{os.path.abspath(config.store)}'.")
-        log.info("Authorization is disabled.")
+        log.info(f"Authorization is {'enabled' if self.authz.enabled else 'disabled'}.")
         loop_name = type(self.loop).__module__.split(".")[0]
         log.info(f"Event loop: {loop_name}; native core compiled: {COMPILED}.")
         os.makedirs(config.store, exist_ok=True)

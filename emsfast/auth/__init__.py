@@ -1,0 +1,1 @@
+"""Users, groups, ACLs and password hashing (DESIGN.md §7)."""
