@@ -1,14 +1,208 @@
-"""emsfast-admin: a placeholder until the admin issue lands."""
+"""emsfast-admin: tibemsadmin-style REPL and script runner (EMS.md 6.1).
+
+The tool only moves text: each command is checked against the grammar here (so
+a typo never reaches the server), sent as REQUEST ``admin.command``, and the
+reply lines are printed. The server executes and checks permissions.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import getpass
+import os
 import sys
+from collections.abc import Iterable
+from typing import Any
+
+from emsfast.cli import EmsArgumentParser, fail
+
+PROG = "emsfast-admin"
+HISTORY = os.path.join(os.path.expanduser("~"), ".emsfast_admin_history")
+
+_EPILOG = """\
+interactive mode: type 'help' for the commands, 'exit' or 'quit' to leave.
+script mode (-script FILE): one command per line, '#' lines are comments; stops at
+the first failed command with exit status 1 unless -ignore (syntax errors always stop).
+
+exit status: 0 success, 1 connection/authentication/command error, 2 usage error.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = EmsArgumentParser(PROG, "Administer an emsfast (EMS-compatible) server.", _EPILOG)
+    p.add_argument("-server", default="tcp://localhost:7222", metavar="URL",
+                   help="server URL or FT list (default tcp://localhost:7222)")
+    p.add_argument("-user", default="admin", metavar="U", help="user name (default admin)")
+    p.add_argument("-password", default=None, metavar="P")
+    p.add_argument("-pwdfile", default=None, metavar="FILE",
+                   help="read the password from FILE (-password wins)")
+    p.add_argument("-script", default=None, metavar="FILE", help="run the commands in FILE")
+    p.add_argument("-ignore", action="store_true",
+                   help="in a script, go on after a failed command")
+    return p
+
+
+class AdminSession:
+    """One connection to a server, driven from synchronous code (input() waits)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, conn: Any, url: str) -> None:
+        self.loop = loop
+        self.conn = conn
+        self.url = url
+
+    def run(self, text: str) -> list[str]:
+        reply = self.loop.run_until_complete(
+            self.conn.request("admin.command", {"command": text}))
+        lines = reply.get("lines") or []
+        return [str(line) for line in lines]
+
+    def close(self) -> None:
+        try:
+            self.loop.run_until_complete(asyncio.wait_for(self.conn.close(), 5))
+        except Exception:  # closing anyway
+            pass
+
+
+def _connect(args: argparse.Namespace, password: str | None) -> AdminSession:
+    from emsfast.client.connection import connect
+
+    loop = asyncio.new_event_loop()
+    conn = loop.run_until_complete(connect(args.server, user=args.user, password=password))
+    return AdminSession(loop, conn, args.server)
+
+
+def _prepare(text: str, interactive: bool) -> tuple[str, Any]:
+    """Parse ``text``; fill a missing password by prompting when interactive."""
+    from emsfast.admin.commands import parse_command
+
+    cmd = parse_command(text)
+    if cmd.name == "set password" and cmd.args["password"] is None and interactive:
+        pw = getpass.getpass(f"Password for user '{cmd.args['name']}': ")
+        text = f'{text.strip()} "{pw}"' if pw else text
+    elif cmd.name == "set server" and interactive and ("password", "") in cmd.args["params"]:
+        pw = getpass.getpass("Server password: ")
+        text = text.replace("password", f'password="{pw}"', 1) if pw else text
+    return text, cmd
+
+
+def _execute(session: AdminSession, text: str, interactive: bool) -> tuple[bool, bool]:
+    """Run one line; returns (ok, syntax_error). Prints the result or the error."""
+    from emsfast.admin.commands import CommandSyntaxError, help_text
+    from emsfast.errors import EmsfastError
+
+    try:
+        text, cmd = _prepare(text, interactive)
+    except CommandSyntaxError as exc:
+        print(f"Error: {exc}", file=sys.stderr, flush=True)
+        return False, True
+    if cmd.name == "help":
+        print(help_text())
+        return True, False
+    try:
+        lines = session.run(text)
+    except EmsfastError as exc:
+        print(f"Error: {exc}", file=sys.stderr, flush=True)
+        return False, False
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
+    return True, False
+
+
+def _commands(lines: Iterable[str]) -> Iterable[tuple[int, str]]:
+    for number, raw in enumerate(lines, start=1):
+        text = raw.strip()
+        if text and not text.startswith("#"):
+            yield number, text
+
+
+def run_script(session: AdminSession, path: str, ignore: bool) -> int:
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        return fail(PROG, f"cannot read script {path}: {exc.strerror}")
+    status = 0
+    for number, text in _commands(lines):
+        if text.lower() in ("exit", "quit"):
+            break
+        print(f"{session.url}> {text}", flush=True)
+        ok, syntax = _execute(session, text, interactive=False)
+        if ok:
+            continue
+        status = 1
+        if syntax or not ignore:
+            print(f"{PROG}: script {path} stopped at line {number}", file=sys.stderr)
+            return 1
+    return status
+
+
+def repl(session: AdminSession) -> int:
+    try:
+        import readline
+    except ImportError:  # pragma: no cover - no readline on this platform
+        readline = None  # type: ignore[assignment]
+    if readline is not None:
+        try:
+            readline.read_history_file(HISTORY)
+        except OSError:
+            pass
+    status = 0
+    interactive = sys.stdin.isatty()
+    try:
+        while True:
+            try:
+                text = input(f"{session.url}> ")
+            except EOFError:
+                print()
+                break
+            text = text.strip()
+            if not text or text.startswith("#"):
+                continue
+            if text.lower() in ("exit", "quit"):
+                break
+            ok, _ = _execute(session, text, interactive)
+            if not ok and not interactive:
+                status = 1  # commands piped in: report failure like a script does
+            if session.conn.is_closed:
+                print("Connection to the server is closed.", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        print()
+    finally:
+        if readline is not None:
+            try:
+                readline.write_history_file(HISTORY)
+            except OSError:
+                pass
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("emsfast-admin: the admin tool arrives with the admin issue (not yet implemented)",
-          file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    password = args.password
+    if password is None and args.pwdfile:
+        try:
+            with open(args.pwdfile, encoding="utf-8") as f:
+                password = f.readline().rstrip("\r\n")
+        except OSError as exc:
+            return fail(PROG, f"cannot read {args.pwdfile}: {exc.strerror}")
+    from emsfast.errors import EmsfastError
+
+    try:
+        session = _connect(args, password)
+    except (EmsfastError, OSError) as exc:
+        return fail(PROG, f"cannot connect to {args.server} as '{args.user}': {exc}")
+    try:
+        if args.script:
+            return run_script(session, args.script, args.ignore)
+        if sys.stdin.isatty():
+            print(f"Connected to: {session.url} as '{args.user}'. Type 'help' for commands.")
+        return repl(session)
+    finally:
+        session.close()
+        session.loop.close()
 
 
 if __name__ == "__main__":

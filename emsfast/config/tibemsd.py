@@ -271,6 +271,14 @@ class TibemsdConfig:
         return name in self.source
 
 
+def parse_parameter(name: str, text: str) -> object:
+    """The typed value of one parameter (``set server``); ValueError names the problem."""
+    parser = _PARSERS.get(name.lower())
+    if parser is None:
+        raise ValueError(f"unknown parameter {name!r}")
+    return parser(text)
+
+
 def load_tibemsd(
     path: str | os.PathLike[str], overrides: dict[str, str] | None = None
 ) -> TibemsdConfig:

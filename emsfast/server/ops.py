@@ -288,6 +288,14 @@ def ping(conn: ClientConnection, req: dict[str, Any]) -> Result:
     return None
 
 
+def admin_command(conn: ClientConnection, req: dict[str, Any]) -> Any:
+    from emsfast.admin.executor import execute
+
+    text = _str(req, "command")
+    assert text is not None
+    return execute(conn, text)
+
+
 HANDLERS: dict[str, Callable[[ClientConnection, dict[str, Any]], Any]] = {
     "session.create": session_create,
     "session.close": session_close,
@@ -300,6 +308,7 @@ HANDLERS: dict[str, Callable[[ClientConnection, dict[str, Any]], Any]] = {
     "consumer.close": consumer_close,
     "durable.unsubscribe": durable_unsubscribe,
     "ping": ping,
+    "admin.command": admin_command,
 }
 
 __all__ = ["HANDLERS", "EmsfastError", "close_session"]

@@ -92,7 +92,11 @@ def test_help_uses_ems_style_option(capsys):
     assert "-selector" in capsys.readouterr().out
 
 
-def test_admin_placeholder(capsys):
-    assert admin.main([]) == 2
-    err = capsys.readouterr().err
-    assert "not yet implemented" in err
+def test_admin_options():
+    args = admin.build_parser().parse_args(
+        ["-server", "tcp://h:7222", "-user", "u", "-password", "p", "-script", "f", "-ignore"])
+    assert (args.server, args.user, args.password, args.script, args.ignore) == (
+        "tcp://h:7222", "u", "p", "f", True)
+    defaults = admin.build_parser().parse_args([])
+    assert (defaults.user, defaults.password, defaults.ignore) == ("admin", None, False)
+
