@@ -272,7 +272,8 @@ def _purge(conn: ClientConnection, cmd: Command) -> Lines:
     kind = cmd.name.split()[1]
     name = cmd.args["name"]
     exists = name in (broker.queues if kind == "queue" else broker.topics)
-    if not exists and _table(server, kind).get(name) is None:
+    if not exists and _table(server, kind).get(name) is None and (
+            "*" in name or ">" in name or _resolve(_table(server, kind), name) is None):
         raise NotFoundError(f"{kind} '{name}' does not exist")
     count = _purge_one(server, kind, name) if exists else 0
     return [f"Purged {count} messages from {kind} '{name}'."]

@@ -162,8 +162,11 @@ class SecurityState:
 
     def set_entry(self, new: AclEntry) -> None:
         """Replace the rights of ``new.key`` (no perms = remove the entry) and save."""
-        self.entries = [e for e in self.entries if e.key != new.key]
-        if new.perms:
+        keys = [e.key for e in self.entries]
+        if new.key in keys:  # keep the file's order in memory too
+            i = keys.index(new.key)
+            self.entries[i:i + 1] = [new] if new.perms else []
+        elif new.perms:
             self.entries.append(new)
         text = ConfigText.load(self.acl_path)
         edit_set_acl(text, new)

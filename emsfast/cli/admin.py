@@ -139,10 +139,12 @@ def run_script(session: AdminSession, path: str, ignore: bool) -> int:
 
 
 def repl(session: AdminSession) -> int:
-    try:
-        import readline
-    except ImportError:  # pragma: no cover - no readline on this platform
-        readline = None  # type: ignore[assignment]
+    readline: Any = None
+    if sys.stdin.isatty():  # history only for a person typing, not for piped commands
+        try:
+            import readline
+        except ImportError:  # pragma: no cover - no readline on this platform
+            pass
     if readline is not None:
         try:
             readline.read_history_file(HISTORY)
