@@ -235,7 +235,8 @@ def _parse(t: _Tokens, verb: str, obj: str, line: str) -> Command:  # noqa: C901
             args["props"] = t.rest(3)
         else:
             args["description"] = ""
-            args["password"] = None
+            if obj == "user":
+                args["password"] = None
             for i in range(3, len(t)):
                 word = t.word(i)
                 if obj == "user" and word.lower().startswith("password="):
