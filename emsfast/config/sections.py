@@ -112,3 +112,12 @@ def load_routes(path: str, required: bool, warnings: list[str]) -> list[Section]
             raise config_error(item.path, item.line, "zone_type",
                                f"expected 1hop or mhop, got {item.value!r}")
     return sections
+
+
+def check_section_files(factories: str, factories_set: bool, routes: str,
+                        routes_set: bool) -> list[str]:
+    """Read factories.conf and routes.conf at start so their errors stop the server."""
+    warnings: list[str] = []
+    load_factories(factories, factories_set, warnings)
+    load_routes(routes, routes_set, warnings)
+    return warnings

@@ -13,6 +13,7 @@ from typing import Any
 
 from emsfast._core import COMPILED
 from emsfast.config.destinations import DestinationTable, load_destinations
+from emsfast.config.sections import check_section_files
 from emsfast.config.tibemsd import TibemsdConfig
 from emsfast.consts import MAX_MSG_SIZE_CEILING
 from emsfast.errors import ConfigError
@@ -42,6 +43,8 @@ class Server:
             raise ConfigError(f"log_trace: {exc}") from exc
         self.queue_table, self.topic_table = load_destination_tables(config)
         self.authz = Authz(config)
+        self.authz.warnings.extend(check_section_files(
+            config.factories, config.is_set("factories"), config.routes, config.is_set("routes")))
         self.store: Store = store if store is not None else MemoryStore()
         self.broker = Broker(self.name, self.store, self.queue_table, self.topic_table)
         self.connections: dict[int, ClientConnection] = {}
