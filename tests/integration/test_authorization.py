@@ -19,6 +19,7 @@ USERS = f"""\
 admin::"Administrator"
 alice:{hash_password("alicepw")}:"Order entry"
 bob:bobpw:"Ops"
+dora:dorapw:"uses durables only"
 """
 GROUPS = """\
 operators:"Night shift"
@@ -31,6 +32,7 @@ TOPIC=sec.t.>   USER=alice      PERM=publish,subscribe
 TOPIC=sec.t.>   USER=bob        PERM=use_durable
 TOPIC=sec.t.>   GROUP=operators PERM=durable
 TOPIC=sec.t.x   USER=carl       PERM=subscribe
+TOPIC=sec.t.>   USER=dora       PERM=use_durable
 """
 QUEUES = ">\nsec.>  secure\n"
 TOPICS = ">\nsec.>  secure\n"
@@ -135,3 +137,17 @@ async def test_publish_subscribe_durable_use_durable(server, uniq):
     async with connection(server.url, user="bob", password="bobpw", client_id=cid) as bob:
         assert await bob.session().consumer(t, durable="d2").receive(timeout=0.2) is None
     assert "not allowed to" in server.log_text()
+
+
+async def test_use_durable_attaches_but_never_creates(server, uniq):
+    t = emsfast.Topic(uniq("sec.t"))
+    cid = uniq("shared")
+    async with connection(server.url, user="dora", password="dorapw", client_id=cid) as dora:
+        async def create(session):
+            await session.consumer(t, durable="d").receive(timeout=0.2)
+
+        await _denied(dora, create, "create a durable subscription")
+    async with connection(server.url, user="bob", password="bobpw", client_id=cid) as bob:
+        assert await bob.session().consumer(t, durable="d").receive(timeout=0.2) is None
+    async with connection(server.url, user="dora", password="dorapw", client_id=cid) as dora:
+        assert await dora.session().consumer(t, durable="d").receive(timeout=0.2) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,3 +147,31 @@ def test_security_state_changes_are_written_back(tmp_path: Path) -> None:
     again = SecurityState(config)
     assert again.groups["ops"].members == ["EMS-SERVER"]
     assert again.acl.allowed("EMS-SERVER", "queue", "q.1", "send")
+
+
+def test_authz_hooks_without_a_server(tmp_path: Path) -> None:
+    """check_browser/check_producer/check_consumer on a stand-in connection."""
+    from types import SimpleNamespace
+
+    from emsfast.config.destinations import load_destinations
+    from emsfast.log import Tracer
+    from emsfast.server.authz import Authz
+
+    (tmp_path / "tibemsd.conf").write_text("authorization = enabled\n")
+    (tmp_path / "acl.conf").write_text("QUEUE=s.> USER=u PERM=browse\n")
+    (tmp_path / "q.conf").write_text(">\ns.> secure\n")
+    authz = Authz(load_tibemsd(tmp_path / "tibemsd.conf"))
+    table = load_destinations(tmp_path / "q.conf", "queue", required=True)
+    broker = SimpleNamespace(queue_table=table, topic_table=table, durables={})
+    conn: Any = SimpleNamespace(user="u", host="h", broker=broker,
+                                server=SimpleNamespace(tracer=Tracer()),
+                                durable_key=lambda name: name)
+    authz.check_browser(conn, "s.q")
+    authz.check_producer(conn, "queue", "open.q")  # not secure: no check
+    with pytest.raises(NotAllowedError, match="needs the send permission"):
+        authz.check_producer(conn, "queue", "s.q")
+    conn.user = "other"
+    with pytest.raises(NotAllowedError, match="not allowed to browse queue 's.q'"):
+        authz.check_browser(conn, "s.q")
+    authz.enabled = False
+    authz.check_browser(conn, "s.q")
