@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-pwdfile", default=None, metavar="FILE",
                    help="read the password from FILE (-password wins)")
     p.add_argument("-script", default=None, metavar="FILE", help="run the commands in FILE")
+    p.add_argument("-mangle", nargs="?", const="", default=None, metavar="PASSWORD",
+                   help="print PASSWORD mangled for tibemsd.conf (prompted if omitted) "
+                        "and exit")
     p.add_argument("-ignore", action="store_true",
                    help="in a script, go on after a failed command")
     return p
@@ -183,6 +186,11 @@ def repl(session: AdminSession) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.mangle is not None:
+        from emsfast.auth.passwords import mangle
+
+        print(mangle(args.mangle or getpass.getpass("Password: ")))
+        return 0
     password = args.password
     if password is None and args.pwdfile:
         try:

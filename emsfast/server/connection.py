@@ -260,6 +260,8 @@ class ClientConnection(asyncio.Protocol):
             self.state = _STATE_HELLO
             self._accept(hello)
             held, self._held = self._held, []
+            if self.state != _STATE_OPEN:
+                return  # refused after login (client id in use)
             try:
                 self._frames(held)
             except ProtocolError as exc:

@@ -231,7 +231,9 @@ def test_ft_authorization_example_word_for_word_and_restart(server_factory, tmp_
     rc, out, err = script(server, tmp_path,
                           "set server password=mySecret\n"
                           "create user EMS-SERVER password=mySecret\n"
-                          "set server authorization=enabled\n")
+                          "set server authorization=enabled\n"
+                          "create queue kept.q secure\n"
+                          "grant queue kept.q user=EMS-SERVER send\n")
     assert rc == 0, err
     conf = server.config_path.read_text()
     assert "authorization           = enabled" in conf and "mySecret" not in conf
@@ -245,8 +247,10 @@ def test_ft_authorization_example_word_for_word_and_restart(server_factory, tmp_
     server.proc = None
     server.start(write_config=False)
     assert "Authorization is enabled." in server.log_text()
-    rc, out, err = admin(server, input="show config\nshow users\n")
+    rc, out, err = admin(server, input="show config\nshow users\nshow queue kept.q\n"
+                                       "showacl queue kept.q\n")
     assert rc == 0, err
+    assert "Properties: secure" in out and "USER=EMS-SERVER  PERM=send" in out
     assert "authorization: enabled" in out and "password: ********" in out
     assert "EMS-SERVER" in out
 

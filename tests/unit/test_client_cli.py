@@ -100,3 +100,10 @@ def test_admin_options():
     defaults = admin.build_parser().parse_args([])
     assert (defaults.user, defaults.password, defaults.ignore) == ("admin", None, False)
 
+
+
+def test_admin_mangle(capsys):
+    from emsfast.auth.passwords import unmangle
+
+    assert admin.main(["-mangle", "mySecret"]) == 0
+    assert unmangle(capsys.readouterr().out.strip()) == "mySecret"
