@@ -150,6 +150,8 @@ def _max_msg_memory(value: str) -> int:
 _PARSERS: dict[str, Callable[[str], object]] = {
     "server": _text,
     "password": _password,
+    "ssl_password": _password,
+    "ft_ssl_password": _password,
     "listen": _listen,
     "authorization": parse_bool,
     **dict.fromkeys(FILE_PARAMS, _text),
@@ -175,7 +177,6 @@ _PARSERS: dict[str, Callable[[str], object]] = {
         (
             "ssl_server_identity",
             "ssl_server_key",
-            "ssl_password",
             "ssl_server_issuer",
             "ssl_server_trusted",
             "ssl_require_client_cert",
@@ -183,7 +184,6 @@ _PARSERS: dict[str, Callable[[str], object]] = {
             "ft_ssl_identity",
             "ft_ssl_issuer",
             "ft_ssl_private_key",
-            "ft_ssl_password",
             "ft_ssl_trusted",
             "ft_ssl_verify_host",
             "ft_ssl_verify_hostname",

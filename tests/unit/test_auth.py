@@ -175,3 +175,10 @@ def test_authz_hooks_without_a_server(tmp_path: Path) -> None:
         authz.check_browser(conn, "s.q")
     authz.enabled = False
     authz.check_browser(conn, "s.q")
+
+
+def test_tibemsd_passwords_are_unmangled_when_read(tmp_path: Path) -> None:
+    (tmp_path / "tibemsd.conf").write_text(
+        f"password = {mangle('mySecret')}\nssl_password = {mangle('k')}\nft_ssl_password = p\n")
+    config = load_tibemsd(tmp_path / "tibemsd.conf")
+    assert (config.password, config.ssl_password, config.ft_ssl_password) == ("mySecret", "k", "p")
