@@ -151,3 +151,17 @@ async def test_use_durable_attaches_but_never_creates(server, uniq):
         assert await bob.session().consumer(t, durable="d").receive(timeout=0.2) is None
     async with connection(server.url, user="dora", password="dorapw", client_id=cid) as dora:
         assert await dora.session().consumer(t, durable="d").receive(timeout=0.2) is None
+
+
+async def test_browse(server, uniq):
+    q = emsfast.Queue(uniq("sec.q"))
+    async with connection(server.url, user="alice", password="alicepw") as alice:
+        session = alice.session()
+        if not hasattr(session, "browser"):
+            pytest.skip("queue browsers arrive with the JMS semantics branch")
+
+        async def browse(session):
+            async for _ in session.browser(q):
+                pass
+
+        await _denied(alice, browse, "browse")
