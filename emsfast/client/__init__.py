@@ -14,6 +14,7 @@ from emsfast.client.messages import (
 )
 from emsfast.client.producer import Producer, SendFuture
 from emsfast.client.session import Session
+from emsfast.client.temporary import Requestor, TemporaryQueue, TemporaryTopic
 from emsfast.client.urls import ServerUrl, parse_url_list
 
 __all__ = [
@@ -25,10 +26,13 @@ __all__ = [
     "Message",
     "Producer",
     "Queue",
+    "Requestor",
     "SendFuture",
     "ServerUrl",
     "Session",
     "StreamMessage",
+    "TemporaryQueue",
+    "TemporaryTopic",
     "TextMessage",
     "Topic",
     "connect",

@@ -17,6 +17,7 @@ from emsfast.errors import InUseError, LimitError, NotAllowedError, NotFoundErro
 from emsfast.log import log
 from emsfast.server.holders import Holder, Subscription
 from emsfast.server.messages import ServerMessage
+from emsfast.server.temporary import Temporaries, is_temporary
 from emsfast.store.base import DurableRecord, RecoveredState, Store
 
 if TYPE_CHECKING:
@@ -27,13 +28,14 @@ DEFAULT_STORE = "$sys.nonfailsafe"
 
 
 class Topic:
-    __slots__ = ("name", "props", "subscriptions", "published_total")
+    __slots__ = ("name", "props", "subscriptions", "published_total", "deleted")
 
     def __init__(self, name: str, props: DestinationProps) -> None:
         self.name = name
         self.props = props
         self.subscriptions: list[Subscription] = []
         self.published_total = 0
+        self.deleted = False        # a deleted temporary topic; its producers fail
 
 
 class Broker:
@@ -47,6 +49,8 @@ class Broker:
         self.topics: dict[str, Topic] = {}
         self.wildcard_subs: list[Subscription] = []
         self.durables: dict[str, Subscription] = {}
+        self.shared: dict[str, Subscription] = {}    # shared non-durable, by name
+        self.temporaries = Temporaries(self)
         self._next_id = 1
         self._sub_seq = 0
 
@@ -66,9 +70,14 @@ class Broker:
             )
         return props
 
+    def resolve_props(self, kind: str, name: str) -> DestinationProps:
+        return self._props(kind, name)
+
     def queue(self, name: str) -> Holder:
         holder = self.queues.get(name)
         if holder is None:
+            if is_temporary(name):
+                raise NotFoundError(f"temporary queue '{name}' does not exist")
             validate_destination_name(name, wildcards=False)
             holder = Holder(self, "q:" + name, name, self._props("queue", name))
             self.queues[name] = holder
@@ -77,11 +86,17 @@ class Broker:
     def topic(self, name: str) -> Topic:
         topic = self.topics.get(name)
         if topic is None:
+            if is_temporary(name):
+                raise NotFoundError(f"temporary topic '{name}' does not exist")
             validate_destination_name(name, wildcards=False)
-            topic = Topic(name, self._props("topic", name))
-            topic.subscriptions = [s for s in self.wildcard_subs
-                                   if wildcard_match(s.topic_pattern, name)]
-            self.topics[name] = topic
+            topic = self.add_topic(name, self._props("topic", name))
+        return topic
+
+    def add_topic(self, name: str, props: DestinationProps) -> Topic:
+        topic = Topic(name, props)
+        topic.subscriptions = [s for s in self.wildcard_subs
+                               if wildcard_match(s.topic_pattern, name)]
+        self.topics[name] = topic
         return topic
 
     def store_name(self, props: DestinationProps) -> str:
@@ -238,6 +253,8 @@ class Broker:
         recovered = 0
         for sm in state.messages:
             kind, _, name = sm.holder.partition(":")
+            if is_temporary(name):
+                continue    # temporary destinations die with their connection
             holder: Holder | None
             if kind == "q":
                 try:

@@ -154,6 +154,7 @@ class ClientConnection(asyncio.Protocol):
             del self.server.client_ids[self.client_id]
         for session in list(self.sessions.values()):
             ops.close_session(self, session)
+        self.broker.temporaries.connection_closed(self.conn_id)
         for task in self.tasks:
             task.cancel()
         self.transport = None
@@ -318,6 +319,10 @@ class ClientConnection(asyncio.Protocol):
         """Hand ``msg`` to its destination; confirm once it is stored if asked."""
         holder = producer.queue
         if holder is not None:
+            if holder.deleted:
+                self.send_fail(producer.id, seq, msg.delivery_mode, ErrorCode.NOT_FOUND,
+                               f"temporary queue '{holder.name}' was deleted")
+                return
             try:
                 holder.admit(msg.size)
             except LimitError as exc:
@@ -334,6 +339,10 @@ class ClientConnection(asyncio.Protocol):
             return
         topic = producer.topic
         assert topic is not None
+        if topic.deleted:
+            self.send_fail(producer.id, seq, msg.delivery_mode, ErrorCode.NOT_FOUND,
+                           f"temporary topic '{topic.name}' was deleted")
+            return
 
         def after_store(fut: asyncio.Future[None] | None, err: Exception | None) -> None:
             if err is not None:

@@ -45,6 +45,7 @@ class Holder:
     """An ordered set of messages waiting for consumers."""
 
     kind = "queue"
+    deleted = False     # a deleted temporary queue; its producers fail
 
     def __init__(self, owner: HolderOwner, key: str, name: str,
                  props: DestinationProps) -> None:

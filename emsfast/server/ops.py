@@ -17,6 +17,7 @@ from emsfast.errors import (
     NotFoundError,
     TransactionRolledBackError,
 )
+from emsfast.server import temporary
 from emsfast.server.holders import Holder, Subscription
 from emsfast.server.messages import ServerMessage
 from emsfast.server.session import Consumer, Delivery, Producer, Session
@@ -218,6 +219,7 @@ def consumer_create(conn: ClientConnection, req: dict[str, Any]) -> Result:
     durable = _str(req, "durable", required=False)
     nolocal = bool(req.get("nolocal", False))
     broker = conn.broker
+    broker.temporaries.check_consumer(conn.conn_id, kind, name)
     holder: Holder
     if kind == "queue":
         if durable is not None:
@@ -299,5 +301,8 @@ HANDLERS: dict[str, Callable[[ClientConnection, dict[str, Any]], Any]] = {
     "durable.unsubscribe": durable_unsubscribe,
     "ping": ping,
 }
+
+# JMS features kept in their own modules so this one stays small.
+HANDLERS.update(temporary.HANDLERS)
 
 __all__ = ["HANDLERS", "EmsfastError", "close_session"]
