@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         Message,
         Producer,
         Queue,
+        QueueBrowser,
         Requestor,
         Session,
         StreamMessage,
@@ -36,12 +37,12 @@ if TYPE_CHECKING:
 _CLIENT_NAMES = frozenset({
     "BytesMessage", "Connection", "Consumer", "Destination", "MapMessage", "Message",
     "Producer", "Queue", "Session", "StreamMessage", "TextMessage", "Topic", "connect",
-    "Requestor", "TemporaryQueue", "TemporaryTopic",
+    "QueueBrowser", "Requestor", "TemporaryQueue", "TemporaryTopic",
 })
 
 __all__ = [
     "BytesMessage", "Connection", "Consumer", "Destination", "MapMessage", "Message",
-    "Producer", "Queue", "Requestor", "Session", "StreamMessage", "TemporaryQueue",
+    "Producer", "Queue", "QueueBrowser", "Requestor", "Session", "StreamMessage", "TemporaryQueue",
     "TemporaryTopic", "TextMessage", "Topic", "__version__", "blocking", "connect",
 ]
 

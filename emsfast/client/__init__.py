@@ -1,5 +1,6 @@
 """The emsfast client library (asyncio). ``emsfast.blocking`` wraps it for threads."""
 
+from emsfast.client.browser import QueueBrowser
 from emsfast.client.connection import Connection, connect
 from emsfast.client.consumer import Consumer
 from emsfast.client.messages import (
@@ -26,6 +27,7 @@ __all__ = [
     "Message",
     "Producer",
     "Queue",
+    "QueueBrowser",
     "Requestor",
     "SendFuture",
     "ServerUrl",

@@ -19,6 +19,7 @@ from emsfast.consts import (
 from emsfast.errors import InvalidError
 
 if TYPE_CHECKING:
+    from emsfast.client.browser import QueueBrowser
     from emsfast.client.connection import Connection
     from emsfast.client.consumer import Consumer
     from emsfast.client.producer import Producer
@@ -110,6 +111,18 @@ class Session:
                             nolocal)
         self._consumers[consumer.id] = consumer
         return consumer
+
+    def browser(self, queue: Queue, selector: str | None = None, *,
+                batch: int = 100) -> QueueBrowser:
+        """Browse ``queue`` without consuming: ``async for msg in session.browser(q)``.
+
+        The snapshot is taken when the server receives the request; a bad selector
+        raises ``SelectorError`` here.
+        """
+        from emsfast.client.browser import QueueBrowser
+
+        self._check_open()
+        return QueueBrowser(self, queue, selector, batch)
 
     # -- temporary destinations and request/reply ------------------------------------
 

@@ -49,6 +49,7 @@ from emsfast.errors import (
 )
 from emsfast.log import log
 from emsfast.server import ops
+from emsfast.server.browsers import Browser
 from emsfast.server.holders import Holder
 from emsfast.server.messages import ServerMessage
 from emsfast.server.session import Consumer, Delivery, Producer, Session
@@ -77,6 +78,7 @@ class ClientConnection(asyncio.Protocol):
         self.sessions: dict[int, Session] = {}
         self.producers: dict[int, Producer] = {}
         self.consumers: dict[int, Consumer] = {}
+        self.browsers: dict[int, Browser] = {}
         self._next_tag = 1
         self._confirms: dict[int, list[tuple[int, int]]] = {}
         self._flush_pending = False
@@ -155,6 +157,7 @@ class ClientConnection(asyncio.Protocol):
         for session in list(self.sessions.values()):
             ops.close_session(self, session)
         self.broker.temporaries.connection_closed(self.conn_id)
+        self.browsers.clear()
         for task in self.tasks:
             task.cancel()
         self.transport = None

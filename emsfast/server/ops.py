@@ -17,7 +17,7 @@ from emsfast.errors import (
     NotFoundError,
     TransactionRolledBackError,
 )
-from emsfast.server import temporary
+from emsfast.server import browsers, temporary
 from emsfast.server.holders import Holder, Subscription
 from emsfast.server.messages import ServerMessage
 from emsfast.server.session import Consumer, Delivery, Producer, Session
@@ -304,5 +304,6 @@ HANDLERS: dict[str, Callable[[ClientConnection, dict[str, Any]], Any]] = {
 
 # JMS features kept in their own modules so this one stays small.
 HANDLERS.update(temporary.HANDLERS)
+HANDLERS.update(browsers.HANDLERS)
 
 __all__ = ["HANDLERS", "EmsfastError", "close_session"]
