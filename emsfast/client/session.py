@@ -124,6 +124,35 @@ class Session:
         self._check_open()
         return QueueBrowser(self, queue, selector, batch)
 
+    def shared_consumer(self, topic: Topic, name: str,
+                        selector: str | None = None) -> Consumer:
+        """A consumer of the JMS 2.0 shared non-durable subscription ``name`` on
+        ``topic``: consumers sharing it get each message once between them. The
+        subscription lives while any consumer is attached; client id optional."""
+        return self._shared(topic, name, selector, durable=False)
+
+    def shared_durable_consumer(self, topic: Topic, name: str,
+                                selector: str | None = None) -> Consumer:
+        """A consumer of the shared durable subscription ``name`` (client id optional;
+        with one, the subscription is ``clientID:name``). Delete it with
+        ``unsubscribe(name)`` once no consumer is attached."""
+        return self._shared(topic, name, selector, durable=True)
+
+    def _shared(self, topic: Topic, name: str, selector: str | None,
+                durable: bool) -> Consumer:
+        from emsfast.client.consumer import Consumer
+
+        self._check_open()
+        if not isinstance(topic, Topic):
+            raise InvalidError(f"shared subscriptions are for topics, got {topic!r}")
+        if not isinstance(name, str) or not name:
+            raise InvalidError(f"subscription name must be a non-empty string, got {name!r}")
+        consumer = Consumer(self, self.connection.next_id(), topic, selector,
+                            name if durable else None, False, shared=True,
+                            subscription=None if durable else name)
+        self._consumers[consumer.id] = consumer
+        return consumer
+
     # -- temporary destinations and request/reply ------------------------------------
 
     def temporary_queue(self) -> TemporaryQueue:

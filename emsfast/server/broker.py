@@ -107,27 +107,54 @@ class Broker:
     def subscribe(self, pattern: str, selector: Selector | None, nolocal_conn: int,
                   durable_key: str | None = None, client_id: str | None = None,
                   durable_name: str | None = None, selector_text: str | None = None,
-                  nolocal: bool = False) -> Subscription:
-        """Create (or, for durables, find) the subscription a consumer attaches to."""
+                  nolocal: bool = False, shared: bool = False,
+                  shared_key: str | None = None) -> Subscription:
+        """Create (or, for durables and shared ones, find) the subscription a
+        consumer attaches to.
+
+        ``shared``: JMS 2.0 shared subscription; several consumers attach to one
+        subscription and each message goes to one of them. A shared durable is
+        named by ``durable_key``, a shared non-durable one by ``shared_key``.
+        """
         wildcard = "*" in pattern.split(".") or ">" in pattern.split(".")
         validate_destination_name(pattern, wildcards=True)
         props = self._props("topic", pattern)
         if durable_key is not None:
             existing = self.durables.get(durable_key)
             if existing is not None:
+                same = existing.topic_pattern == pattern and _same(existing.filter, selector)
                 if existing.consumers:
-                    raise InUseError(f"durable '{durable_key}' is already in use")
-                if existing.topic_pattern == pattern and existing.filter == selector:
+                    if not (shared and existing.shared):
+                        raise InUseError(f"durable '{durable_key}' is already in use")
+                    if not same:
+                        raise InUseError(f"shared durable '{durable_key}' is in use with "
+                                         "another topic or selector")
+                    return existing
+                if same:
                     existing.nolocal_conn = nolocal_conn
+                    existing.shared = shared
                     return existing
                 # JMS: a changed topic or selector replaces the durable.
                 self.unsubscribe(durable_key)
             sub = Subscription(self, "d:" + durable_key, pattern, props, selector,
                                nolocal_conn, durable=durable_key)
+            sub.shared = shared
             self.durables[durable_key] = sub
             self.store.put_durable(DurableRecord(
                 key=durable_key, topic=pattern, selector=selector_text, nolocal=nolocal,
                 client_id=client_id, name=durable_name or durable_key))
+        elif shared_key is not None:
+            existing = self.shared.get(shared_key)
+            if existing is not None:
+                if existing.topic_pattern != pattern or not _same(existing.filter, selector):
+                    raise InUseError(f"shared subscription '{shared_key}' is in use with "
+                                     "another topic or selector")
+                return existing
+            self._sub_seq += 1
+            sub = Subscription(self, f"s:{self._sub_seq}", pattern, props, selector, 0)
+            sub.shared = True
+            sub.shared_key = shared_key
+            self.shared[shared_key] = sub
         else:
             self._sub_seq += 1
             sub = Subscription(self, f"s:{self._sub_seq}", pattern, props, selector,
@@ -145,6 +172,8 @@ class Broker:
             self.topic(sub.topic_pattern).subscriptions.append(sub)
 
     def drop_subscription(self, sub: Subscription) -> None:
+        if sub.shared_key is not None:
+            self.shared.pop(sub.shared_key, None)
         if sub in self.wildcard_subs:
             self.wildcard_subs.remove(sub)
         for topic in self.topics.values():
@@ -275,6 +304,11 @@ class Broker:
             holder.enqueue(msg)
             recovered += 1
         return recovered
+
+
+def _same(a: Selector | None, b: Selector | None) -> bool:
+    """Whether two compiled selectors come from the same text (JMS compares text)."""
+    return (a.text if a is not None else None) == (b.text if b is not None else None)
 
 
 def _compile(text: str) -> Selector | None:

@@ -262,6 +262,8 @@ class Subscription(Holder):
         self.filter = selector
         self.nolocal_conn = nolocal_conn    # 0 = deliver own messages too
         self.durable = durable
+        self.shared = False                 # JMS 2.0: several consumers, each message to one
+        self.shared_key: str | None = None  # name of a shared non-durable subscription
 
     def accepts(self, msg: ServerMessage, server: str) -> bool:
         if self.nolocal_conn and msg.origin == self.nolocal_conn:
