@@ -455,9 +455,12 @@ class ClientConnection(asyncio.Protocol):
                 holder.acked(d.msg)
                 self.broker.discard(holder, d.msg, "maxRedelivery")
                 continue
-            holder.restore(d.msg, d.count)
             if d.msg.persistent:
                 self.store.set_delivery_count(holder.key, d.msg.id, d.count)
+            if holder.props.redelivery_delay_ms:
+                holder.park(d.msg, d.count)
+                continue
+            holder.restore(d.msg, d.count)
             holders.add(holder)
         for holder in holders:
             holder.dispatch()
