@@ -19,8 +19,10 @@ from emsfast._core.framing import (
     parse_publish,
     unpack_control,
 )
-from emsfast._core.message import peek_message
+from emsfast._core.message import decode_message, peek_message
+from emsfast.bodies import check_body
 from emsfast.consts import (
+    BODY_MAP,
     FRAME_ACK,
     FRAME_CREDIT,
     FRAME_ERROR,
@@ -303,6 +305,14 @@ class ClientConnection(asyncio.Protocol):
                            f"message of {len(blob)} bytes exceeds max_msg_size of "
                            f"{self.server.max_msg_size} bytes")
             return
+        if body_type >= BODY_MAP:
+            # Map/Stream bodies are the only ones clients decode structurally:
+            # refuse one too deep here, so no consumer gets a message it cannot read.
+            try:
+                check_body(body_type, decode_message(blob)[7])
+            except (InvalidError, FrameError) as exc:
+                self.send_fail(pid, seq, mode, ErrorCode.INVALID, str(exc))
+                return
         dest = producer.queue if producer.queue is not None else producer.topic
         assert dest is not None
         if dest.props.expiration_ms:
