@@ -115,3 +115,21 @@ async def test_request_times_out_without_a_responder(server, uniq):
         reply = await conn.session().request(emsfast.Queue(uniq("nobody")),
                                              emsfast.TextMessage("?"), timeout=0.3)
         assert reply is None
+
+
+def test_blocking_facade_jms_additions(server, uniq):
+    q, t = emsfast.Queue(uniq("q")), emsfast.Topic(uniq("t"))
+    with emsfast.blocking.connect(server.url) as conn:
+        session = conn.session()
+        session.producer(q).send(emsfast.TextMessage("browse me"))
+        assert [text_of(m) for m in session.browse(q)] == ["browse me"]
+        tq = session.temporary_queue()
+        session.producer(tq).send(emsfast.TextMessage("tmp"))
+        consumer = session.consumer(tq)
+        assert text_of(consumer.receive(timeout=10)) == "tmp"
+        consumer.close()
+        session.delete_temporary(tq)
+        shared = session.shared_consumer(t, "s")
+        session.producer(t).send(emsfast.TextMessage("shared"))
+        assert text_of(shared.receive(timeout=10)) == "shared"
+        assert session.request(q, emsfast.TextMessage("?"), timeout=0.2) is None
