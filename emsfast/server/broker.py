@@ -283,7 +283,9 @@ class Broker:
         for sm in state.messages:
             kind, _, name = sm.holder.partition(":")
             if is_temporary(name):
-                continue    # temporary destinations die with their connection
+                # Temporary destinations die with their connection: drop leftovers.
+                self.store.remove_message(sm.holder, sm.message_id)
+                continue
             holder: Holder | None
             if kind == "q":
                 try:
