@@ -61,7 +61,7 @@ class TemporaryQueue(_Temporary, Queue):
         return isinstance(other, Queue) and other.name == self.name
 
     def __hash__(self) -> int:
-        return hash(("queue", self.name))
+        return Queue.__hash__(self)     # equal objects, equal hashes
 
 
 class TemporaryTopic(_Temporary, Topic):
@@ -77,7 +77,7 @@ class TemporaryTopic(_Temporary, Topic):
         return isinstance(other, Topic) and other.name == self.name
 
     def __hash__(self) -> int:
-        return hash(("topic", self.name))
+        return Topic.__hash__(self)
 
 
 def _silence(fut: asyncio.Future[Any]) -> None:

@@ -62,7 +62,7 @@ def browser_create(conn: ClientConnection, req: dict[str, Any]) -> Result:
     redeliveries = holder.redeliveries
     snapshot = [m for m in holder.iter_ready()
                 if selector is None
-                or selector.matches(m.field_getter(server, m.id in redeliveries))]
+                or selector.matches(m.field_getter(server, redeliveries.get(m.id, 0)))]
     conn.browsers[bid] = Browser(holder, snapshot)
     return {"count": len(snapshot)}
 

@@ -279,7 +279,7 @@ class Holder:
             sel = c.selector
             if sel is not None:
                 if get is None:
-                    get = msg.field_getter(server, msg.id in self.redeliveries)
+                    get = msg.field_getter(server, self.redeliveries.get(msg.id, 0))
                 if not sel.matches(get):
                     continue
             self._rr = (self._rr + i + 1) % n

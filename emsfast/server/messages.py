@@ -33,8 +33,11 @@ class ServerMessage:
         self.origin = origin          # connection id of the producer, for noLocal
         self._meta: tuple[dict[str, Any] | None, dict[str, Any] | None] | None = None
 
-    def field_getter(self, server_name: str, redelivered: bool = False) -> Any:
-        """A ``get(name)`` for selectors: JMS headers by JMS name, else properties."""
+    def field_getter(self, server_name: str, delivered: int = 0) -> Any:
+        """A ``get(name)`` for selectors: JMS headers by JMS name, else properties.
+
+        ``delivered``: deliveries before this one (JMSRedelivered, JMSXDeliveryCount).
+        """
         meta = self._meta
         if meta is None:
             meta = self._meta = decode_meta(self.blob)
@@ -58,7 +61,9 @@ class ServerMessage:
                 if name == "JMSType":
                     return headers.get("type")
                 if name == "JMSRedelivered":
-                    return redelivered
+                    return delivered > 0
+                if name == "JMSXDeliveryCount":
+                    return delivered + 1
             return props.get(name)
 
         return get

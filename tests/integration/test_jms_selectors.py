@@ -95,3 +95,20 @@ async def test_selector_table(server, uniq, kind):
             if got != expected:
                 failures.append(f"{text!r}: got {sorted(got)}, expected {sorted(expected)}")
         assert not failures, "\n".join(failures)
+
+
+async def test_selector_on_delivery_count_sees_redeliveries(server, uniq):
+    q = emsfast.Queue(uniq("q"))
+    async with connection(server.url) as conn:
+        producer = conn.session().producer(q)
+        await producer.send(emsfast.TextMessage("returned"))
+        first = conn.session(ack_mode="client")
+        (taken,) = await receive_until(first.consumer(q), "returned")
+        await first.close()                 # unacknowledged: back on the queue
+        await producer.send(emsfast.TextMessage("fresh"))
+        again = conn.session().consumer(
+            q, "JMSXDeliveryCount = 2 AND JMSRedelivered = TRUE")
+        (msg,) = await receive_until(again, "returned")
+        assert msg.delivery_count == 2 and msg.get("JMSXDeliveryCount") == 2
+        fresh = conn.session().consumer(q, "JMSXDeliveryCount = 1")
+        assert [m.text for m in await receive_until(fresh, "fresh")] == ["fresh"]

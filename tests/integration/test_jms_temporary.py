@@ -18,7 +18,8 @@ async def test_temporary_queue_round_trip_and_naming(server):
         session = conn.session()
         tq = session.temporary_queue()
         assert tq.name.startswith(f"$TMP$.{conn.server_name}.{conn.conn_id}.")
-        assert tq == emsfast.Queue(tq.name)
+        assert tq == emsfast.Queue(tq.name) and emsfast.Queue(tq.name) == tq
+        assert {emsfast.Queue(tq.name): 1}.get(tq) == 1    # usable as the same dict key
         await session.producer(tq).send(emsfast.TextMessage("hi"))
         (got,) = await receive_n(session.consumer(tq), 1, timeout=10)
         assert text_of(got) == "hi"
