@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from emsfast._core.dispatch import Delivery
 from emsfast.consts import ACK_MODES, DEFAULT_QUEUE_PREFETCH, DEFAULT_TOPIC_PREFETCH
 from emsfast.errors import (
     EmsfastError,
@@ -20,7 +21,7 @@ from emsfast.errors import (
 from emsfast.server import browsers, temporary
 from emsfast.server.holders import Holder, Subscription
 from emsfast.server.messages import ServerMessage
-from emsfast.server.session import Consumer, Delivery, Producer, Session
+from emsfast.server.session import Consumer, Producer, Session
 
 if TYPE_CHECKING:
     from emsfast.server.connection import ClientConnection
