@@ -23,8 +23,12 @@ if TYPE_CHECKING:
         Message,
         Producer,
         Queue,
+        QueueBrowser,
+        Requestor,
         Session,
         StreamMessage,
+        TemporaryQueue,
+        TemporaryTopic,
         TextMessage,
         Topic,
         connect,
@@ -33,12 +37,13 @@ if TYPE_CHECKING:
 _CLIENT_NAMES = frozenset({
     "BytesMessage", "Connection", "Consumer", "Destination", "MapMessage", "Message",
     "Producer", "Queue", "Session", "StreamMessage", "TextMessage", "Topic", "connect",
+    "QueueBrowser", "Requestor", "TemporaryQueue", "TemporaryTopic",
 })
 
 __all__ = [
     "BytesMessage", "Connection", "Consumer", "Destination", "MapMessage", "Message",
-    "Producer", "Queue", "Session", "StreamMessage", "TextMessage", "Topic", "__version__",
-    "blocking", "connect",
+    "Producer", "Queue", "QueueBrowser", "Requestor", "Session", "StreamMessage", "TemporaryQueue",
+    "TemporaryTopic", "TextMessage", "Topic", "__version__", "blocking", "connect",
 ]
 
 

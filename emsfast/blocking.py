@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 from emsfast.client.connection import Connection
 from emsfast.client.connection import connect as _connect
 from emsfast.client.consumer import Consumer
-from emsfast.client.messages import Destination, Message
+from emsfast.client.messages import Destination, Message, Queue, Topic
 from emsfast.client.producer import Producer, SendFuture
 from emsfast.client.session import Session
+from emsfast.client.temporary import TemporaryQueue, TemporaryTopic
 from emsfast.consts import DEFAULT_PRIORITY
 
 __all__ = [
@@ -163,6 +164,41 @@ class BlockingSession:
         consumer = self._runner.call(self.session.consumer, destination, selector, durable,
                                      nolocal)
         return BlockingConsumer(self._runner, consumer)
+
+    def shared_consumer(self, topic: Topic, name: str,
+                        selector: str | None = None) -> BlockingConsumer:
+        consumer = self._runner.call(self.session.shared_consumer, topic, name, selector)
+        return BlockingConsumer(self._runner, consumer)
+
+    def shared_durable_consumer(self, topic: Topic, name: str,
+                                selector: str | None = None) -> BlockingConsumer:
+        consumer = self._runner.call(self.session.shared_durable_consumer, topic, name,
+                                     selector)
+        return BlockingConsumer(self._runner, consumer)
+
+    def temporary_queue(self) -> TemporaryQueue:
+        return self._runner.call(self.session.temporary_queue)
+
+    def temporary_topic(self) -> TemporaryTopic:
+        return self._runner.call(self.session.temporary_topic)
+
+    def delete_temporary(self, destination: TemporaryQueue | TemporaryTopic) -> None:
+        self._runner.run(destination.delete())
+
+    def browse(self, queue: Queue, selector: str | None = None) -> list[Message]:
+        """The whole snapshot of ``queue`` (selector applied), without consuming."""
+        async def browse() -> list[Message]:
+            async with self.session.browser(queue, selector) as browser:
+                return await browser.messages()
+
+        return self._runner.run(browse())
+
+    def request(self, destination: Destination, msg: Message,
+                timeout: float | None = None) -> Message | None:
+        return self._runner.run(self.session.request(destination, msg, timeout))
+
+    def reply(self, request: Message, response: Message) -> None:
+        self._runner.run(self.session.reply(request, response))
 
     def commit(self) -> None:
         self._runner.run(self.session.commit())

@@ -50,6 +50,10 @@ BODY_TEXT = 1
 BODY_BYTES = 2
 BODY_MAP = 3
 BODY_STREAM = 4
+# Map and Stream bodies may nest maps and lists this deep (the body itself is
+# level 1): deep enough for real documents, shallow enough that decoding and
+# walking a hostile body stays cheap (DESIGN.md §7).
+MAX_NESTING_DEPTH = 32
 
 # JMS / EMS delivery modes (EMS.md 5.5).
 NON_PERSISTENT = 1

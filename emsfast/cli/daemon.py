@@ -14,6 +14,7 @@ import signal
 import sys
 
 from emsfast._version import __version__
+from emsfast.cli import EmsArgumentParser
 from emsfast.errors import ConfigError, StoreError
 
 EXIT_OK, EXIT_CONFIG, EXIT_STORE, EXIT_FENCED = 0, 1, 2, 3
@@ -24,9 +25,9 @@ OVERRIDES = ("server", "listen", "store", "ft_active", "ft_heartbeat", "ft_activ
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="emsfastd", prefix_chars="-",
-        description="emsfast broker daemon (TIBCO EMS tibemsd-compatible options)")
+    p = EmsArgumentParser(
+        "emsfastd", "emsfast broker daemon (TIBCO EMS tibemsd-compatible options).",
+        "Exit codes: 0 clean shutdown, 1 configuration error, 2 store error, 3 fenced.")
     p.add_argument("-config", default="tibemsd.conf", metavar="FILE",
                    help="main configuration file (default: tibemsd.conf)")
     for name in OVERRIDES:

@@ -1,5 +1,6 @@
 """The emsfast client library (asyncio). ``emsfast.blocking`` wraps it for threads."""
 
+from emsfast.client.browser import QueueBrowser
 from emsfast.client.connection import Connection, connect
 from emsfast.client.consumer import Consumer
 from emsfast.client.messages import (
@@ -14,6 +15,7 @@ from emsfast.client.messages import (
 )
 from emsfast.client.producer import Producer, SendFuture
 from emsfast.client.session import Session
+from emsfast.client.temporary import Requestor, TemporaryQueue, TemporaryTopic
 from emsfast.client.urls import ServerUrl, parse_url_list
 
 __all__ = [
@@ -25,10 +27,14 @@ __all__ = [
     "Message",
     "Producer",
     "Queue",
+    "QueueBrowser",
+    "Requestor",
     "SendFuture",
     "ServerUrl",
     "Session",
     "StreamMessage",
+    "TemporaryQueue",
+    "TemporaryTopic",
     "TextMessage",
     "Topic",
     "connect",

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from emsfast.client.consumer import Consumer
     from emsfast.client.producer import Producer
     from emsfast.client.session import Session
+    from emsfast.client.temporary import TemporaryQueue, TemporaryTopic
 
 __all__ = ["AllStandbyError", "Connection", "ServersFullError", "connect"]
 
@@ -183,6 +184,24 @@ class Connection:
 
         self.check_open()
         return Session(self, self.next_id(), ack_mode, transacted)
+
+    def temporary_queue(self) -> TemporaryQueue:
+        """A temporary queue that only this connection consumes (no wait)."""
+        from emsfast.client.temporary import TemporaryQueue
+
+        self.check_open()
+        return TemporaryQueue(self._temporary_name(), self)
+
+    def temporary_topic(self) -> TemporaryTopic:
+        """A temporary topic that only this connection subscribes to (no wait)."""
+        from emsfast.client.temporary import TemporaryTopic
+
+        self.check_open()
+        return TemporaryTopic(self._temporary_name(), self)
+
+    def _temporary_name(self) -> str:
+        # The server checks this prefix (protocol.md §4, temp.create).
+        return f"$TMP$.{self.server_name}.{self.conn_id}.{self.next_id()}"
 
     @property
     def is_closed(self) -> bool:

@@ -23,7 +23,8 @@ class Consumer:
     """Receives from a queue or topic. ``await receive()`` or ``async for msg in consumer``."""
 
     def __init__(self, session: Session, cid: int, destination: Destination,
-                 selector: str | None, durable: str | None, nolocal: bool) -> None:
+                 selector: str | None, durable: str | None, nolocal: bool, *,
+                 shared: bool = False, subscription: str | None = None) -> None:
         # Compiled here only to reject a bad selector at once; the server filters.
         compiled = compile_selector(selector) if selector is not None else None
         conn = session.connection
@@ -33,6 +34,8 @@ class Consumer:
         self.destination = destination
         self.selector = selector if compiled is not None else None
         self.durable = durable
+        self.shared = shared
+        self.subscription = subscription if subscription is not None else durable
         is_queue = isinstance(destination, Queue)
         self._prefetch = DEFAULT_QUEUE_PREFETCH if is_queue else DEFAULT_TOPIC_PREFETCH
         self._credit_batch = _credit_batch(self._prefetch)
@@ -55,6 +58,10 @@ class Consumer:
             fields["durable"] = durable
         if nolocal:
             fields["nolocal"] = True
+        if shared:
+            fields["shared"] = True
+        if subscription is not None:
+            fields["subscription"] = subscription
         conn.register_consumer(self)
         self.ready = conn.request("consumer.create", fields)
         self.ready.add_done_callback(silence)

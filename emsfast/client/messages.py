@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import msgpack
 
 from emsfast._core.message import decode_message, encode_message
+from emsfast.bodies import check_nesting
 from emsfast.consts import (
     BODY_BYTES,
     BODY_MAP,
@@ -145,6 +146,40 @@ class Message:
     def body(self) -> Any:
         return None
 
+    @property
+    def headers(self) -> dict[str, Any]:
+        """Every JMS header under its JMS name (computed on access, never per message).
+
+        ``JMSDeliveryMode`` is the mode name (``"persistent"``, ...), ``JMSDestination``
+        and ``JMSReplyTo`` are ``Queue``/``Topic`` objects, times are ms since the epoch.
+        """
+        return {
+            "JMSDestination": self.destination,
+            "JMSDeliveryMode": self.delivery_mode,
+            "JMSExpiration": self.expiration,
+            "JMSPriority": self.priority,
+            "JMSMessageID": self.message_id,
+            "JMSTimestamp": self.timestamp,
+            "JMSCorrelationID": self.correlation_id,
+            "JMSReplyTo": self.reply_to,
+            "JMSType": self.jms_type,
+            "JMSRedelivered": self.redelivered,
+        }
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """A header by JMS name, ``JMSXDeliveryCount``, else the property ``name``.
+
+        JMSX properties a producer sets (``JMSXGroupID``, ``JMSXGroupSeq``) travel
+        unchanged in ``properties``.
+        """
+        if name.startswith("JMS"):
+            if name == "JMSXDeliveryCount":
+                return self.delivery_count
+            headers = self.headers
+            if name in headers:
+                return headers[name]
+        return self.properties.get(name, default)
+
     def acknowledge(self) -> _Done:
         """Acknowledge per the session's mode (client: all taken so far; explicit: this one).
 
@@ -240,12 +275,14 @@ class MapMessage(Message):
         for key in self.map:
             if not isinstance(key, str):
                 raise InvalidError(f"MapMessage keys must be str, got {key!r}")
+        check_nesting(self.map, "MapMessage")
         return _pack(self.map, "MapMessage")
 
     def _set_body(self, raw: bytes) -> None:
         value = _unpack(raw)
         if not isinstance(value, dict):
             raise FrameError("MapMessage body is not a msgpack map")
+        check_nesting(value, "MapMessage")
         self.map = value
 
 
@@ -262,12 +299,14 @@ class StreamMessage(Message):
         return self.items
 
     def _encode_body(self) -> bytes:
+        check_nesting(self.items, "StreamMessage")
         return _pack(self.items, "StreamMessage")
 
     def _set_body(self, raw: bytes) -> None:
         value = _unpack(raw)
         if not isinstance(value, list):
             raise FrameError("StreamMessage body is not a msgpack array")
+        check_nesting(value, "StreamMessage")
         self.items = value
 
 

@@ -19,9 +19,11 @@ from emsfast.consts import (
 from emsfast.errors import InvalidError
 
 if TYPE_CHECKING:
+    from emsfast.client.browser import QueueBrowser
     from emsfast.client.connection import Connection
     from emsfast.client.consumer import Consumer
     from emsfast.client.producer import Producer
+    from emsfast.client.temporary import Requestor, TemporaryQueue, TemporaryTopic
 
 __all__ = ["Session"]
 
@@ -29,6 +31,8 @@ __all__ = ["Session"]
 # Transacted sessions ack the same way; the server holds those acks until commit.
 _AUTO_ACKED = frozenset({ACK_AUTO, ACK_DUPS_OK, ACK_TRANSACTED})
 _EXPLICIT = frozenset({ACK_EXPLICIT, ACK_EXPLICIT_DUPS_OK})
+# Replies go to few distinct reply queues at a time; bound the producers kept for them.
+_REPLY_PRODUCERS = 16
 
 
 def silence(fut: asyncio.Future[Any]) -> None:
@@ -62,6 +66,7 @@ class Session:
         self.limbo: list[tuple[Consumer, tuple[int, int, int, bytes]]] | None = None
         self._consumers: dict[int, Consumer] = {}
         self._producers: dict[int, Producer] = {}
+        self._reply_producers: dict[Destination, Producer] = {}
         self._closed = False
         self.ready = conn.request("session.create", {"session": sid, "ack_mode": mode})
         self.ready.add_done_callback(silence)
@@ -106,6 +111,92 @@ class Session:
                             nolocal)
         self._consumers[consumer.id] = consumer
         return consumer
+
+    def browser(self, queue: Queue, selector: str | None = None, *,
+                batch: int = 100) -> QueueBrowser:
+        """Browse ``queue`` without consuming: ``async for msg in session.browser(q)``.
+
+        The snapshot is taken when the server receives the request; a bad selector
+        raises ``SelectorError`` here.
+        """
+        from emsfast.client.browser import QueueBrowser
+
+        self._check_open()
+        return QueueBrowser(self, queue, selector, batch)
+
+    def shared_consumer(self, topic: Topic, name: str,
+                        selector: str | None = None) -> Consumer:
+        """A consumer of the JMS 2.0 shared non-durable subscription ``name`` on
+        ``topic``: consumers sharing it get each message once between them. The
+        subscription lives while any consumer is attached; client id optional."""
+        return self._shared(topic, name, selector, durable=False)
+
+    def shared_durable_consumer(self, topic: Topic, name: str,
+                                selector: str | None = None) -> Consumer:
+        """A consumer of the shared durable subscription ``name`` (client id optional;
+        with one, the subscription is ``clientID:name``). Delete it with
+        ``unsubscribe(name)`` once no consumer is attached."""
+        return self._shared(topic, name, selector, durable=True)
+
+    def _shared(self, topic: Topic, name: str, selector: str | None,
+                durable: bool) -> Consumer:
+        from emsfast.client.consumer import Consumer
+
+        self._check_open()
+        if not isinstance(topic, Topic):
+            raise InvalidError(f"shared subscriptions are for topics, got {topic!r}")
+        if not isinstance(name, str) or not name:
+            raise InvalidError(f"subscription name must be a non-empty string, got {name!r}")
+        consumer = Consumer(self, self.connection.next_id(), topic, selector,
+                            name if durable else None, False, shared=True,
+                            subscription=None if durable else name)
+        self._consumers[consumer.id] = consumer
+        return consumer
+
+    # -- temporary destinations and request/reply ------------------------------------
+
+    def temporary_queue(self) -> TemporaryQueue:
+        """A temporary queue of this session's connection (JMS createTemporaryQueue)."""
+        self._check_open()
+        return self.connection.temporary_queue()
+
+    def temporary_topic(self) -> TemporaryTopic:
+        self._check_open()
+        return self.connection.temporary_topic()
+
+    def requestor(self, destination: Destination) -> Requestor:
+        """A ``Requestor`` for ``destination`` with its own temporary reply queue."""
+        from emsfast.client.temporary import Requestor
+
+        self._check_open()
+        return Requestor(self, destination)
+
+    async def request(self, destination: Destination, msg: Message,
+                      timeout: float | None = None) -> Message | None:
+        """One request/reply exchange; ``None`` if no reply came within ``timeout``."""
+        async with self.requestor(destination) as requestor:
+            return await requestor.request(msg, timeout)
+
+    async def reply(self, request: Message, response: Message, *,
+                    delivery_mode: str = "non_persistent") -> None:
+        """Send ``response`` to ``request.reply_to`` with the request's correlation id
+        (or, lacking one, its message id), as JMS request/reply expects."""
+        self._check_open()
+        target = request.reply_to
+        if target is None:
+            raise InvalidError("the request has no JMSReplyTo to answer")
+        response.correlation_id = request.correlation_id or request.message_id
+        producer = self._reply_producers.get(target)
+        if producer is None:
+            if len(self._reply_producers) >= _REPLY_PRODUCERS:
+                _, old = self._reply_producers.popitem()
+                await old.close()
+            producer = self._reply_producers[target] = self.producer(target)
+        try:
+            await producer.send(response, delivery_mode=delivery_mode)
+        except Exception:
+            self._reply_producers.pop(target, None)    # e.g. the requestor's queue is gone
+            raise
 
     # -- transactions and recovery ---------------------------------------------------
 

@@ -17,6 +17,7 @@ from emsfast.errors import InUseError, LimitError, NotAllowedError, NotFoundErro
 from emsfast.log import log
 from emsfast.server.holders import Holder, Subscription
 from emsfast.server.messages import ServerMessage
+from emsfast.server.temporary import Temporaries, is_temporary
 from emsfast.store.base import DurableRecord, RecoveredState, Store
 
 if TYPE_CHECKING:
@@ -27,13 +28,14 @@ DEFAULT_STORE = "$sys.nonfailsafe"
 
 
 class Topic:
-    __slots__ = ("name", "props", "subscriptions", "published_total")
+    __slots__ = ("name", "props", "subscriptions", "published_total", "deleted")
 
     def __init__(self, name: str, props: DestinationProps) -> None:
         self.name = name
         self.props = props
         self.subscriptions: list[Subscription] = []
         self.published_total = 0
+        self.deleted = False        # a deleted temporary topic; its producers fail
 
 
 class Broker:
@@ -47,6 +49,8 @@ class Broker:
         self.topics: dict[str, Topic] = {}
         self.wildcard_subs: list[Subscription] = []
         self.durables: dict[str, Subscription] = {}
+        self.shared: dict[str, Subscription] = {}    # shared non-durable, by name
+        self.temporaries = Temporaries(self)
         self._next_id = 1
         self._sub_seq = 0
 
@@ -66,9 +70,14 @@ class Broker:
             )
         return props
 
+    def resolve_props(self, kind: str, name: str) -> DestinationProps:
+        return self._props(kind, name)
+
     def queue(self, name: str) -> Holder:
         holder = self.queues.get(name)
         if holder is None:
+            if is_temporary(name):
+                raise NotFoundError(f"temporary queue '{name}' does not exist")
             validate_destination_name(name, wildcards=False)
             holder = Holder(self, "q:" + name, name, self._props("queue", name))
             self.queues[name] = holder
@@ -77,11 +86,17 @@ class Broker:
     def topic(self, name: str) -> Topic:
         topic = self.topics.get(name)
         if topic is None:
+            if is_temporary(name):
+                raise NotFoundError(f"temporary topic '{name}' does not exist")
             validate_destination_name(name, wildcards=False)
-            topic = Topic(name, self._props("topic", name))
-            topic.subscriptions = [s for s in self.wildcard_subs
-                                   if wildcard_match(s.topic_pattern, name)]
-            self.topics[name] = topic
+            topic = self.add_topic(name, self._props("topic", name))
+        return topic
+
+    def add_topic(self, name: str, props: DestinationProps) -> Topic:
+        topic = Topic(name, props)
+        topic.subscriptions = [s for s in self.wildcard_subs
+                               if wildcard_match(s.topic_pattern, name)]
+        self.topics[name] = topic
         return topic
 
     def store_name(self, props: DestinationProps) -> str:
@@ -92,27 +107,54 @@ class Broker:
     def subscribe(self, pattern: str, selector: Selector | None, nolocal_conn: int,
                   durable_key: str | None = None, client_id: str | None = None,
                   durable_name: str | None = None, selector_text: str | None = None,
-                  nolocal: bool = False) -> Subscription:
-        """Create (or, for durables, find) the subscription a consumer attaches to."""
+                  nolocal: bool = False, shared: bool = False,
+                  shared_key: str | None = None) -> Subscription:
+        """Create (or, for durables and shared ones, find) the subscription a
+        consumer attaches to.
+
+        ``shared``: JMS 2.0 shared subscription; several consumers attach to one
+        subscription and each message goes to one of them. A shared durable is
+        named by ``durable_key``, a shared non-durable one by ``shared_key``.
+        """
         wildcard = "*" in pattern.split(".") or ">" in pattern.split(".")
         validate_destination_name(pattern, wildcards=True)
         props = self._props("topic", pattern)
         if durable_key is not None:
             existing = self.durables.get(durable_key)
             if existing is not None:
+                same = existing.topic_pattern == pattern and _same(existing.filter, selector)
                 if existing.consumers:
-                    raise InUseError(f"durable '{durable_key}' is already in use")
-                if existing.topic_pattern == pattern and existing.filter == selector:
+                    if not (shared and existing.shared):
+                        raise InUseError(f"durable '{durable_key}' is already in use")
+                    if not same:
+                        raise InUseError(f"shared durable '{durable_key}' is in use with "
+                                         "another topic or selector")
+                    return existing
+                if same:
                     existing.nolocal_conn = nolocal_conn
+                    existing.shared = shared
                     return existing
                 # JMS: a changed topic or selector replaces the durable.
                 self.unsubscribe(durable_key)
             sub = Subscription(self, "d:" + durable_key, pattern, props, selector,
                                nolocal_conn, durable=durable_key)
+            sub.shared = shared
             self.durables[durable_key] = sub
             self.store.put_durable(DurableRecord(
                 key=durable_key, topic=pattern, selector=selector_text, nolocal=nolocal,
                 client_id=client_id, name=durable_name or durable_key))
+        elif shared_key is not None:
+            existing = self.shared.get(shared_key)
+            if existing is not None:
+                if existing.topic_pattern != pattern or not _same(existing.filter, selector):
+                    raise InUseError(f"shared subscription '{shared_key}' is in use with "
+                                     "another topic or selector")
+                return existing
+            self._sub_seq += 1
+            sub = Subscription(self, f"s:{self._sub_seq}", pattern, props, selector, 0)
+            sub.shared = True
+            sub.shared_key = shared_key
+            self.shared[shared_key] = sub
         else:
             self._sub_seq += 1
             sub = Subscription(self, f"s:{self._sub_seq}", pattern, props, selector,
@@ -130,6 +172,8 @@ class Broker:
             self.topic(sub.topic_pattern).subscriptions.append(sub)
 
     def drop_subscription(self, sub: Subscription) -> None:
+        if sub.shared_key is not None:
+            self.shared.pop(sub.shared_key, None)
         if sub in self.wildcard_subs:
             self.wildcard_subs.remove(sub)
         for topic in self.topics.values():
@@ -238,6 +282,10 @@ class Broker:
         recovered = 0
         for sm in state.messages:
             kind, _, name = sm.holder.partition(":")
+            if is_temporary(name):
+                # Temporary destinations die with their connection: drop leftovers.
+                self.store.remove_message(sm.holder, sm.message_id)
+                continue
             holder: Holder | None
             if kind == "q":
                 try:
@@ -258,6 +306,11 @@ class Broker:
             holder.enqueue(msg)
             recovered += 1
         return recovered
+
+
+def _same(a: Selector | None, b: Selector | None) -> bool:
+    """Whether two compiled selectors come from the same text (JMS compares text)."""
+    return (a.text if a is not None else None) == (b.text if b is not None else None)
 
 
 def _compile(text: str) -> Selector | None:

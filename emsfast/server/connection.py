@@ -11,16 +11,18 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from emsfast._core.dispatch import Delivery, parse_publish_message
 from emsfast._core.framing import (
     FrameDecoder,
     FrameEncoder,
     parse_ack,
     parse_credit,
-    parse_publish,
     unpack_control,
 )
-from emsfast._core.message import peek_message
+from emsfast._core.message import decode_message
+from emsfast.bodies import check_body
 from emsfast.consts import (
+    BODY_MAP,
     FRAME_ACK,
     FRAME_CREDIT,
     FRAME_ERROR,
@@ -50,9 +52,10 @@ from emsfast.errors import (
 )
 from emsfast.log import log
 from emsfast.server import ops
+from emsfast.server.browsers import Browser
 from emsfast.server.holders import Holder
 from emsfast.server.messages import ServerMessage
-from emsfast.server.session import Consumer, Delivery, Producer, Session
+from emsfast.server.session import Consumer, Producer, Session
 
 if TYPE_CHECKING:
     from emsfast.server.server import Server
@@ -78,6 +81,7 @@ class ClientConnection(asyncio.Protocol):
         self.sessions: dict[int, Session] = {}
         self.producers: dict[int, Producer] = {}
         self.consumers: dict[int, Consumer] = {}
+        self.browsers: dict[int, Browser] = {}
         self._next_tag = 1
         self._confirms: dict[int, list[tuple[int, int]]] = {}
         self._flush_pending = False
@@ -161,6 +165,8 @@ class ClientConnection(asyncio.Protocol):
             del self.server.client_ids[self.client_id]
         for session in list(self.sessions.values()):
             ops.close_session(self, session)
+        self.broker.temporaries.connection_closed(self.conn_id)
+        self.browsers.clear()
         for task in self.tasks:
             task.cancel()
         self.transport = None
@@ -334,26 +340,33 @@ class ClientConnection(asyncio.Protocol):
 
     def _on_publish(self, flags: int, body: bytes) -> None:
         self._require_open()
-        pid, seq, blob = parse_publish(body)
-        body_type, mode, priority, timestamp, expiration = peek_message(blob)
+        pid, seq, msg = parse_publish_message(body, self.broker.next_message_id(),
+                                              self.conn_id)
         confirm = bool(flags & PUBLISH_CONFIRM)
         producer = self.producers.get(pid)
         if producer is None:
-            self.send_fail(pid, seq, mode, ErrorCode.NOT_FOUND,
+            self.send_fail(pid, seq, msg.delivery_mode, ErrorCode.NOT_FOUND,
                            f"producer {pid} does not exist (its creation failed or it was closed)")
             return
-        if len(blob) > self.server.max_msg_size:
-            self.send_fail(pid, seq, mode, ErrorCode.LIMIT,
-                           f"message of {len(blob)} bytes exceeds max_msg_size of "
+        if msg.size > self.server.max_msg_size:
+            self.send_fail(pid, seq, msg.delivery_mode, ErrorCode.LIMIT,
+                           f"message of {msg.size} bytes exceeds max_msg_size of "
                            f"{self.server.max_msg_size} bytes")
             return
+        body_type = msg.blob[0]     # the blob's first byte (protocol.md §5)
+        if body_type >= BODY_MAP:
+            # Map/Stream bodies are the only ones clients decode structurally:
+            # refuse one too deep here, so no consumer gets a message it cannot read.
+            try:
+                check_body(body_type, decode_message(msg.blob)[7])
+            except (InvalidError, FrameError) as exc:
+                self.send_fail(pid, seq, msg.delivery_mode, ErrorCode.INVALID, str(exc))
+                return
         dest = producer.queue if producer.queue is not None else producer.topic
         assert dest is not None
         if dest.props.expiration_ms:
             # The destination's lifetime overrides the producer's (EMS.md 5.4).
-            expiration = self.now_ms() + dest.props.expiration_ms
-        msg = ServerMessage(self.broker.next_message_id(), blob, mode, priority, timestamp,
-                            expiration, self.conn_id)
+            msg.expiration = self.now_ms() + dest.props.expiration_ms
         session = producer.session
         if session.transacted:
             session.tx_sends.append((producer, seq, msg, confirm))
@@ -366,6 +379,10 @@ class ClientConnection(asyncio.Protocol):
         """Hand ``msg`` to its destination; confirm once it is stored if asked."""
         holder = producer.queue
         if holder is not None:
+            if holder.deleted:
+                self.send_fail(producer.id, seq, msg.delivery_mode, ErrorCode.NOT_FOUND,
+                               f"temporary queue '{holder.name}' was deleted")
+                return
             try:
                 holder.admit(msg.size)
             except LimitError as exc:
@@ -382,6 +399,10 @@ class ClientConnection(asyncio.Protocol):
             return
         topic = producer.topic
         assert topic is not None
+        if topic.deleted:
+            self.send_fail(producer.id, seq, msg.delivery_mode, ErrorCode.NOT_FOUND,
+                           f"temporary topic '{topic.name}' was deleted")
+            return
 
         def after_store(fut: asyncio.Future[None] | None, err: Exception | None) -> None:
             if err is not None:
@@ -491,9 +512,12 @@ class ClientConnection(asyncio.Protocol):
                 holder.acked(d.msg)
                 self.broker.discard(holder, d.msg, "maxRedelivery")
                 continue
-            holder.restore(d.msg, d.count)
             if d.msg.persistent:
                 self.store.set_delivery_count(holder.key, d.msg.id, d.count)
+            if holder.props.redelivery_delay_ms:
+                holder.park(d.msg, d.count)
+                continue
+            holder.restore(d.msg, d.count)
             holders.add(holder)
         for holder in holders:
             holder.dispatch()

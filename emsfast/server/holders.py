@@ -8,6 +8,7 @@ the part not yet handed to a consumer.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
@@ -45,6 +46,7 @@ class Holder:
     """An ordered set of messages waiting for consumers."""
 
     kind = "queue"
+    deleted = False     # a deleted temporary queue; its producers fail
 
     def __init__(self, owner: HolderOwner, key: str, name: str,
                  props: DestinationProps) -> None:
@@ -63,6 +65,10 @@ class Holder:
         self.redeliveries: dict[int, int] = {}   # msg id -> deliveries so far
         self.delivered_total = 0
         self.received_total = 0
+        # redeliveryDelay: returned messages waiting for their time, in due order
+        # (one delay per holder), under one timer for the whole holder.
+        self._parked: deque[tuple[float, ServerMessage, int]] = deque()
+        self._park_timer: asyncio.TimerHandle | None = None
 
     # -- limits --------------------------------------------------------------
 
@@ -116,6 +122,42 @@ class Holder:
             self._top = p
         self.ready += 1
 
+    def park(self, msg: ServerMessage, delivered: int) -> None:
+        """Return an unacknowledged message after ``redeliveryDelay`` (EMS.md 5.4).
+
+        It keeps counting against the limits while parked, as EMS's
+        ``$sys.redelivery.delay`` does.
+        """
+        self.redeliveries[msg.id] = delivered
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.props.redelivery_delay_ms / 1000
+        self._parked.append((due, msg, delivered))
+        if self._park_timer is None:
+            self._park_timer = loop.call_at(due, self._unpark)
+
+    def _unpark(self) -> None:
+        self._park_timer = None
+        parked = self._parked
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due: list[tuple[float, ServerMessage, int]] = []
+        while parked and parked[0][0] <= now:
+            due.append(parked.popleft())
+        # restore() puts each at the head of its level: newest first keeps id order.
+        for _, msg, delivered in sorted(due, key=lambda p: p[1].id, reverse=True):
+            self.restore(msg, delivered)
+        if parked:
+            self._park_timer = loop.call_at(parked[0][0], self._unpark)
+        self.dispatch()
+
+    def _drop_parked(self) -> list[ServerMessage]:
+        if self._park_timer is not None:
+            self._park_timer.cancel()
+            self._park_timer = None
+        dropped = [msg for _, msg, _ in self._parked]
+        self._parked.clear()
+        return dropped
+
     def acked(self, msg: ServerMessage) -> None:
         self._forget(msg)
 
@@ -129,6 +171,7 @@ class Holder:
         dropped = self.iter_ready()
         for level in self._levels:
             level.clear()
+        dropped += self._drop_parked()
         for msg in dropped:
             self._forget(msg)
         self.ready = 0
@@ -236,7 +279,7 @@ class Holder:
             sel = c.selector
             if sel is not None:
                 if get is None:
-                    get = msg.field_getter(server, msg.id in self.redeliveries)
+                    get = msg.field_getter(server, self.redeliveries.get(msg.id, 0))
                 if not sel.matches(get):
                     continue
             self._rr = (self._rr + i + 1) % n
@@ -261,6 +304,8 @@ class Subscription(Holder):
         self.filter = selector
         self.nolocal_conn = nolocal_conn    # 0 = deliver own messages too
         self.durable = durable
+        self.shared = False                 # JMS 2.0: several consumers, each message to one
+        self.shared_key: str | None = None  # name of a shared non-durable subscription
 
     def accepts(self, msg: ServerMessage, server: str) -> bool:
         if self.nolocal_conn and msg.origin == self.nolocal_conn:

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from emsfast._core.dispatch import Delivery
 from emsfast.consts import ACK_MODES, DEFAULT_QUEUE_PREFETCH, DEFAULT_TOPIC_PREFETCH
 from emsfast.errors import (
     EmsfastError,
@@ -17,9 +18,10 @@ from emsfast.errors import (
     NotFoundError,
     TransactionRolledBackError,
 )
+from emsfast.server import browsers, temporary
 from emsfast.server.holders import Holder, Subscription
 from emsfast.server.messages import ServerMessage
-from emsfast.server.session import Consumer, Delivery, Producer, Session
+from emsfast.server.session import Consumer, Producer, Session
 
 if TYPE_CHECKING:
     from emsfast.server.connection import ClientConnection
@@ -218,20 +220,30 @@ def consumer_create(conn: ClientConnection, req: dict[str, Any]) -> Result:
     selector = compile_selector(selector_text) if selector_text else None
     durable = _str(req, "durable", required=False)
     nolocal = bool(req.get("nolocal", False))
+    shared = bool(req.get("shared", False))
+    subscription = _str(req, "subscription", required=False)
+    if shared and (durable is None) == (subscription is None):
+        raise InvalidError("a shared consumer names either 'durable' or 'subscription'")
+    if subscription is not None and not shared:
+        raise InvalidError("'subscription' is for shared consumers ('shared': true)")
     conn.server.authz.check_consumer(conn, kind, name, durable)
     broker = conn.broker
+    broker.temporaries.check_consumer(conn.conn_id, kind, name)
     holder: Holder
     if kind == "queue":
-        if durable is not None:
-            raise InvalidError("durable subscriptions are for topics, not queues")
+        if durable is not None or shared:
+            raise InvalidError("durable and shared subscriptions are for topics, not queues")
         holder = broker.queue(name)
         default_prefetch = DEFAULT_QUEUE_PREFETCH
     else:
+        if durable is not None and temporary.is_temporary(name):
+            raise InvalidError("a temporary topic cannot have durable subscriptions")
         durable_key = conn.durable_key(durable) if durable is not None else None
+        shared_key = conn.durable_key(subscription) if subscription is not None else None
         holder = broker.subscribe(
             name, selector, conn.conn_id if nolocal else 0, durable_key=durable_key,
             client_id=conn.client_id, durable_name=durable, selector_text=selector_text,
-            nolocal=nolocal)
+            nolocal=nolocal, shared=shared, shared_key=shared_key)
         default_prefetch = DEFAULT_TOPIC_PREFETCH
     prefetch = holder.props.prefetch or default_prefetch
     if prefetch < 0:        # prefetch=none: one at a time (fetch on receive)
@@ -257,7 +269,10 @@ def _detach(conn: ClientConnection, consumer: Consumer,
     session.consumers.pop(consumer.id, None)
     holder = consumer.holder
     holder.remove_consumer(consumer)
-    if isinstance(holder, Subscription) and holder.durable is None:
+    # A shared non-durable subscription lives while any consumer is attached;
+    # what this consumer had not acknowledged goes to the others.
+    if (isinstance(holder, Subscription) and holder.durable is None
+            and not (holder.shared_key is not None and holder.consumers)):
         conn.broker.drop_subscription(holder)
         for tag in [t for t, d in session.unacked.items() if d.consumer is consumer]:
             del session.unacked[tag]
@@ -310,5 +325,9 @@ HANDLERS: dict[str, Callable[[ClientConnection, dict[str, Any]], Any]] = {
     "ping": ping,
     "admin.command": admin_command,
 }
+
+# JMS features kept in their own modules so this one stays small.
+HANDLERS.update(temporary.HANDLERS)
+HANDLERS.update(browsers.HANDLERS)
 
 __all__ = ["HANDLERS", "EmsfastError", "close_session"]

@@ -1,9 +1,12 @@
 """Per-connection objects: sessions, producers, consumers, unacked deliveries."""
 
+# Delivery (a message handed out and not yet acknowledged) is a core type.
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from emsfast._core.dispatch import Delivery
 from emsfast.consts import ACK_NONE, ACK_TRANSACTED
 from emsfast.server.holders import Holder, Subscription
 from emsfast.server.messages import ServerMessage
@@ -12,19 +15,6 @@ if TYPE_CHECKING:
     from emsfast.selector import Selector
     from emsfast.server.broker import Topic
     from emsfast.server.connection import ClientConnection
-
-
-class Delivery:
-    """A message handed to a consumer and not yet acknowledged."""
-
-    __slots__ = ("consumer", "holder", "msg", "count")
-
-    def __init__(self, consumer: Consumer, holder: Holder, msg: ServerMessage,
-                 count: int) -> None:
-        self.consumer = consumer
-        self.holder = holder
-        self.msg = msg
-        self.count = count
 
 
 class Session:

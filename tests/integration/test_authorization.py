@@ -156,10 +156,6 @@ async def test_use_durable_attaches_but_never_creates(server, uniq):
 async def test_browse(server, uniq):
     q = emsfast.Queue(uniq("sec.q"))
     async with connection(server.url, user="alice", password="alicepw") as alice:
-        session = alice.session()
-        if not hasattr(session, "browser"):
-            pytest.skip("queue browsers arrive with the JMS semantics branch")
-
         async def browse(session):
             async for _ in session.browser(q):
                 pass

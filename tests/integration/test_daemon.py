@@ -67,3 +67,18 @@ def test_missing_config_file_exits_1(tmp_path):
     rc, out, err = run_cli("daemon", ["-config", str(missing)], timeout=20)
     assert rc == 1, (rc, out, err)
     assert "tibemsd.conf" in err
+
+
+def test_help_lists_the_tibemsd_options():
+    rc, out, err = run_cli("daemon", ["-help"], timeout=20)
+    assert rc == 0, err
+    for option in ("-config", "-listen", "-store", "-ft_active", "-trace", "-version"):
+        assert option in out
+
+
+def test_bad_trace_item_is_a_config_error(server_factory):
+    srv = server_factory(start=False)
+    rc, out, err = run_cli("daemon", ["-config", str(srv.write_config()), "-trace", "NOPE"],
+                           timeout=20)
+    assert rc == 1, (rc, out, err)
+    assert "NOPE" in err

@@ -170,3 +170,32 @@ def test_selectors_route_and_leave_unmatched_messages() -> None:
     assert [mid for mid, _ in big.got] == [m7.id]
     assert [mid for mid, _ in small.got] == [m3.id]
     assert h.iter_ready() == [nobody]
+
+
+async def test_redelivery_delay_parks_returned_messages_under_one_timer() -> None:
+    import asyncio
+
+    h, _ = holder(redelivery_delay_ms=50)
+    taker = Taker(credit=10)
+    h.add_consumer(taker)
+    first, second = put(h, message()), put(h, message())
+    assert [mid for mid, _ in taker.got] == [first.id, second.id]
+    h.park(first, 1)
+    h.park(second, 1)
+    assert h.ready == 0 and h.count == 2            # parked still counts for limits
+    await asyncio.sleep(0.01)
+    assert len(taker.got) == 2                      # not yet
+    await asyncio.sleep(0.1)
+    assert taker.got[2:] == [(first.id, 2), (second.id, 2)]
+
+
+async def test_purge_drops_parked_messages_and_their_timer() -> None:
+    import asyncio
+
+    h, _ = holder(redelivery_delay_ms=20)
+    h.add_consumer(Taker(credit=1))
+    msg = put(h, message())
+    h.park(msg, 1)
+    assert [m.id for m in h.purge()] == [msg.id]
+    await asyncio.sleep(0.05)
+    assert h.count == 0 and h.ready == 0
