@@ -9,6 +9,7 @@ back to the file they belong to.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import signal
@@ -29,7 +30,14 @@ from emsfast.config.security import (
 )
 from emsfast.config.tibemsd import parse_parameter
 from emsfast.config.writeback import ConfigText, set_assignment
-from emsfast.errors import InvalidError, NotAllowedError, NotFoundError
+from emsfast.errors import (
+    ConfigError,
+    EmsfastError,
+    InternalServerError,
+    InvalidError,
+    NotAllowedError,
+    NotFoundError,
+)
 from emsfast.log import Tracer, log, parse_trace
 
 if TYPE_CHECKING:
@@ -119,8 +127,29 @@ async def execute(conn: ClientConnection, text: str) -> dict[str, Any]:
             raise NotAllowedError(
                 f"user '{conn.user}' may not run '{cmd.name}': needs the {perm} permission")
     handler = _HANDLERS[cmd.name]
-    result = handler(conn, cmd)
-    lines = result if isinstance(result, list) else await result
+    state = authz.state
+    # A failed user/group/ACL change (e.g. a file that cannot be written) is undone
+    # in memory too, so the server never runs with rights its files do not hold.
+    saved = (copy.deepcopy(state.users), copy.deepcopy(state.groups), list(state.entries))
+    try:
+        try:
+            result = handler(conn, cmd)
+            lines = result if isinstance(result, list) else await result
+        except BaseException:
+            state.users, state.groups, state.entries = saved
+            state.rebuild()
+            raise
+    except EmsfastError:
+        raise
+    except OSError as exc:
+        # Files are written before a change is applied (or it is undone above).
+        where = f" {exc.filename}" if exc.filename else ""
+        log.error(f"{who}: admin: '{cmd.name}' could not save{where}: {exc.strerror}")
+        raise ConfigError(f"'{cmd.name}': could not write{where}: {exc.strerror}; the "
+                          "change was not applied") from None
+    except Exception as exc:  # a bug must answer the admin, not hang the request
+        log.exception(f"{who}: admin: '{cmd.name}' failed")
+        raise InternalServerError(f"'{cmd.name}' failed: {exc!r}") from None
     if "ADMIN" in server.tracer:
         shown = cmd.name if cmd.name in _SECRET else cmd.text
         log.info(f"{who}: admin: {shown}")

@@ -44,7 +44,7 @@ class SecurityState:
                                                   "<built-in>"))
         self.acl = Acl(self.groups, self.entries)
 
-    def _rebuild(self) -> None:
+    def rebuild(self) -> None:
         self.acl = Acl(self.groups, self.entries)
 
     # -- users -------------------------------------------------------------------
@@ -89,7 +89,7 @@ class SecurityState:
             group.members.remove(name)
         if touched:
             self._save_groups(touched)
-        self._rebuild()
+        self.rebuild()
 
     def _user(self, name: str) -> User:
         user = self.users.get(name)
@@ -128,7 +128,7 @@ class SecurityState:
         self.group(name)
         del self.groups[name]
         self._save_groups([], deleted=name)
-        self._rebuild()
+        self.rebuild()
 
     def add_members(self, name: str, members: list[str]) -> None:
         group = self.group(name)
@@ -136,7 +136,7 @@ class SecurityState:
             if member not in group.members:
                 group.members.append(member)  # unknown names become external members
         self._save_groups([group])
-        self._rebuild()
+        self.rebuild()
 
     def remove_members(self, name: str, members: list[str]) -> None:
         group = self.group(name)
@@ -145,7 +145,7 @@ class SecurityState:
             raise NotFoundError(f"'{missing[0]}' is not a member of group '{name}'")
         group.members = [m for m in group.members if m not in members]
         self._save_groups([group])
-        self._rebuild()
+        self.rebuild()
 
     # -- ACL ---------------------------------------------------------------------
 
@@ -171,4 +171,4 @@ class SecurityState:
         text = ConfigText.load(self.acl_path)
         edit_set_acl(text, new)
         text.save()
-        self._rebuild()
+        self.rebuild()

@@ -122,3 +122,43 @@ def test_repeated_failures_are_slowed(tmp_path) -> None:
         assert authz._recent_failures("10.0.0.2") == 0
 
     asyncio.run(main())
+
+
+def test_unwritable_file_is_a_clear_error(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from emsfast.admin.executor import execute
+    from emsfast.config.tibemsd import load_tibemsd
+    from emsfast.errors import ConfigError
+    from emsfast.log import Tracer
+
+    (tmp_path / "tibemsd.conf").write_text("server = S\n")
+    (tmp_path / "blocker").write_text("a file, not a directory\n")
+    authz = Authz(load_tibemsd(tmp_path / "tibemsd.conf"))
+    authz.state.users_path = str(tmp_path / "blocker" / "users.conf")
+    conn = SimpleNamespace(user="admin", host="h",
+                           server=SimpleNamespace(authz=authz, tracer=Tracer()))
+    with pytest.raises(ConfigError, match="blocker/users.conf: cannot read"):
+        asyncio.run(execute(conn, "create user x"))  # type: ignore[arg-type]
+
+
+def test_full_disk_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    import emsfast.config.writeback as writeback
+    from emsfast.admin.executor import execute
+    from emsfast.config.tibemsd import load_tibemsd
+    from emsfast.errors import ConfigError
+    from emsfast.log import Tracer
+
+    def full(path: str, text: str) -> None:
+        raise OSError(28, "No space left on device", path)
+
+    (tmp_path / "tibemsd.conf").write_text("server = S\n")
+    authz = Authz(load_tibemsd(tmp_path / "tibemsd.conf"))
+    conn = SimpleNamespace(user="admin", host="h",
+                           server=SimpleNamespace(authz=authz, tracer=Tracer()))
+    monkeypatch.setattr(writeback, "atomic_write", full)
+    with pytest.raises(ConfigError, match="could not write .*groups.conf: No space left"):
+        asyncio.run(execute(conn, "create group g"))  # type: ignore[arg-type]
+    assert "g" not in authz.state.groups  # undone in memory too
