@@ -98,7 +98,7 @@ _PERMS = {
     "show durables": "view-durable", "show durable": "view-durable",
     "delete durable": "change-durable", "purge durable": "purge-durable",
     "show connections": "view-connection", "delete connection": "change-connection",
-    "show consumers": "view-destination",
+    "show consumers": "view-destination", "show stat": "view-destination",
 }
 _DEST_PERMS = {
     "create": "create-destination", "delete": "delete-destination",

@@ -97,6 +97,7 @@ def test_permissions_per_command() -> None:
     assert required_permission(parse_command("grant admin u all"))[0] == "change-admin-acl"
     assert required_permission(parse_command("showacl queue q"))[0] == "view-acl"
     assert required_permission(parse_command("shutdown"))[0] == "shutdown"
+    assert required_permission(parse_command("show stat queue q")) == ("view-destination", None, None)
     for text in ("show queue q", "show queues", "show durables", "delete connection 1",
                  "set server a=b", "remove member g u"):
         assert required_permission(parse_command(text))[0] is not None
