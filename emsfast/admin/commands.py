@@ -208,7 +208,7 @@ def _parse(t: _Tokens, verb: str, obj: str, line: str) -> Command:  # noqa: C901
             return Command("show stat", {"kind": kind, "name": value}, line)
         raise CommandSyntaxError(f"unknown command 'show {obj}'; type 'help' for the list")
     if verb == "set" and obj == "server":
-        params: list[tuple[str, str]] = []
+        params: list[tuple[str, str | None]] = []
         for i in range(2, len(t)):
             word = t.word(i)
             key, eq, value = word.partition("=")
@@ -216,7 +216,7 @@ def _parse(t: _Tokens, verb: str, obj: str, line: str) -> Command:  # noqa: C901
                 raise _fail("set server", f"expected PARAM=VALUE, got {word!r}")
             if not eq and key.lower() != "password":
                 raise _fail("set server", f"expected PARAM=VALUE, got {word!r}")
-            params.append((key.lower(), value if eq else ""))
+            params.append((key.lower(), value if eq else None))  # None: prompt for it
         if not params:
             raise _fail("set server", "missing PARAM=VALUE")
         return Command("set server", {"params": params}, line)

@@ -221,6 +221,9 @@ def _set_server(conn: ClientConnection, cmd: Command) -> Lines:
     changes: dict[str, Any] = {}
     texts: dict[str, str] = {}
     for name, text in cmd.args["params"]:
+        if text is None:
+            raise InvalidError(f"set server: missing value for '{name}' (the admin tool "
+                               "prompts for it when run interactively)")
         if name not in RUNTIME_PARAMS:
             raise InvalidError(f"set server: '{name}' cannot be changed at run time "
                                f"(edit {server.config.path} and restart); changeable: "

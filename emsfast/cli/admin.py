@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import getpass
 import os
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -83,9 +84,10 @@ def _prepare(text: str, interactive: bool) -> tuple[str, Any]:
     if cmd.name == "set password" and cmd.args["password"] is None and interactive:
         pw = getpass.getpass(f"Password for user '{cmd.args['name']}': ")
         text = f'{text.strip()} "{pw}"' if pw else text
-    elif cmd.name == "set server" and interactive and ("password", "") in cmd.args["params"]:
+    elif cmd.name == "set server" and interactive and ("password", None) in cmd.args["params"]:
         pw = getpass.getpass("Server password: ")
-        text = text.replace("password", f'password="{pw}"', 1) if pw else text
+        if pw:
+            text = re.sub(r"(?i)\bpassword\b(?!=)", lambda _: f'password="{pw}"', text, count=1)
     return text, cmd
 
 
