@@ -330,3 +330,45 @@ def test_bad_config_file_exits_1_naming_file_and_line(server_factory):
     server.start(wait_ready=False, write_config=False)
     assert server.wait(20) == 1
     assert "acl.conf:2: unknown queue permission 'fly'" in server.log_text()
+
+
+def test_interactive_repl_on_a_terminal(server, tmp_path):
+    """A real pty: banner, prompt with the URL, help, a command, history saved on exit."""
+    import os
+    import pty
+    import subprocess
+    import time
+
+    from emsfast._testbase.server_process import child_env, cli_command
+
+    primary, secondary = pty.openpty()
+    env = child_env({"HOME": str(tmp_path), "TERM": "dumb"})
+    proc = subprocess.Popen(cli_command("admin", ["-server", server.url, "-password", ""]),
+                            stdin=secondary, stdout=secondary, stderr=secondary, env=env,
+                            start_new_session=True)
+    os.close(secondary)
+    out = b""
+
+    def read_until(marker: bytes, timeout: float = 20) -> None:
+        nonlocal out
+        deadline = time.monotonic() + timeout
+        while marker not in out and time.monotonic() < deadline:
+            try:
+                out += os.read(primary, 4096)
+            except OSError:
+                break
+
+    try:
+        read_until(f"{server.url}> ".encode())
+        os.write(primary, b"help\nshow state\n")
+        read_until(b"State: active")
+        os.write(primary, b"exit\n")
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(primary)
+    text = out.decode(errors="replace")
+    assert f"Connected to: {server.url}" in text and "create user NAME" in text
+    assert "State: active" in text
+    assert "show state" in (tmp_path / ".emsfast_admin_history").read_text()
