@@ -59,11 +59,13 @@ USAGE: dict[str, str] = {
     "show stat": "show stat [queue|topic NAME]",
     "commit": "commit  (changes are always written at once)",
     "autocommit": "autocommit [on|off]  (always on)",
+    "connect": "connect [URL] [USER PASSWORD]",
+    "disconnect": "disconnect",
     "help": "help",
     "exit": "exit | quit",
 }
 # Handled by the CLI itself, never sent to the server.
-LOCAL_COMMANDS = frozenset({"help", "exit"})
+LOCAL_COMMANDS = frozenset({"help", "exit", "connect", "disconnect"})
 _SHOW_SIMPLE = {"server", "state", "config", "users", "groups"}
 _SHOW_ONE = {"user", "group", "queue", "topic", "durable"}
 _SHOW_PATTERN = {"queues", "topics", "durables"}
@@ -180,6 +182,16 @@ def _parse(t: _Tokens, verb: str, obj: str, line: str) -> Command:  # noqa: C901
     if verb in ("quit", "exit", "help", "info", "shutdown", "commit") and len(t) == 1:
         name = {"quit": "exit", "info": "show server"}.get(verb, verb)
         return Command(name, {}, line)
+    if verb == "disconnect" and len(t) == 1:
+        return Command("disconnect", {}, line)
+    if verb == "connect":
+        words = [t.word(i) for i in range(1, len(t))]
+        url = words.pop(0) if words and "://" in words[0] else None
+        if len(words) > 2:
+            raise _fail("connect", "expected an optional URL, then USER and PASSWORD")
+        user = words[0] if words else None
+        password = words[1] if len(words) > 1 else None
+        return Command("connect", {"url": url, "user": user, "password": password}, line)
     if verb == "autocommit":
         return Command("autocommit", {"value": t.key(1)}, line)
     if verb == "show":

@@ -48,32 +48,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class AdminSession:
-    """One connection to a server, driven from synchronous code (input() waits)."""
+    """The connection to a server, driven from synchronous code (input() waits)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, conn: Any, url: str) -> None:
-        self.loop = loop
-        self.conn = conn
+    def __init__(self, url: str, user: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.conn: Any = None
         self.url = url
+        self.user = user
+
+    def connect(self, url: str, user: str, password: str | None) -> None:
+        from emsfast.client.connection import connect
+
+        conn = self.loop.run_until_complete(connect(url, user=user, password=password))
+        self.close()
+        self.conn, self.url, self.user = conn, url, user
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None and not self.conn.is_closed
 
     def run(self, text: str) -> list[str]:
+        from emsfast.errors import ConnectionClosedError
+
+        if self.conn is None:
+            raise ConnectionClosedError("not connected; use 'connect [URL] [USER PASSWORD]'")
         reply = self.loop.run_until_complete(
             self.conn.request("admin.command", {"command": text}))
         lines = reply.get("lines") or []
         return [str(line) for line in lines]
 
     def close(self) -> None:
+        if self.conn is None:
+            return
+        conn, self.conn = self.conn, None
         try:
-            self.loop.run_until_complete(asyncio.wait_for(self.conn.close(), 5))
+            self.loop.run_until_complete(asyncio.wait_for(conn.close(), 5))
         except Exception:  # closing anyway
             pass
-
-
-def _connect(args: argparse.Namespace, password: str | None) -> AdminSession:
-    from emsfast.client.connection import connect
-
-    loop = asyncio.new_event_loop()
-    conn = loop.run_until_complete(connect(args.server, user=args.user, password=password))
-    return AdminSession(loop, conn, args.server)
 
 
 def _prepare(text: str, interactive: bool) -> tuple[str, Any]:
@@ -103,6 +114,24 @@ def _execute(session: AdminSession, text: str, interactive: bool) -> tuple[bool,
         return False, True
     if cmd.name == "help":
         print(help_text())
+        return True, False
+    if cmd.name == "disconnect":
+        session.close()
+        print(f"Disconnected from {session.url}.")
+        return True, False
+    if cmd.name == "connect":
+        a = cmd.args
+        password = a["password"]
+        if password is None and a["user"] is not None and interactive:
+            password = getpass.getpass(f"Password for '{a['user']}': ")
+        url, user = a["url"] or session.url, a["user"] or session.user
+        try:
+            session.connect(url, user, password)
+        except (EmsfastError, OSError) as exc:
+            print(f"Error: cannot connect to {url} as '{user}': {exc}", file=sys.stderr,
+                  flush=True)
+            return False, False
+        print(f"Connected to: {url} as '{user}'.")
         return True, False
     try:
         lines = session.run(text)
@@ -172,9 +201,11 @@ def repl(session: AdminSession) -> int:
             ok, _ = _execute(session, text, interactive)
             if not ok and not interactive:
                 status = 1  # commands piped in: report failure like a script does
-            if session.conn.is_closed:
+            if session.conn is not None and session.conn.is_closed:
                 print("Connection to the server is closed.", file=sys.stderr)
-                return 1
+                if not interactive:
+                    return 1
+                session.close()  # the person may 'connect' again
     except KeyboardInterrupt:
         print()
     finally:
@@ -202,9 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             return fail(PROG, f"cannot read {args.pwdfile}: {exc.strerror}")
     from emsfast.errors import EmsfastError
 
+    session = AdminSession(args.server, args.user)
     try:
-        session = _connect(args, password)
+        session.connect(args.server, args.user, password)
     except (EmsfastError, OSError) as exc:
+        session.loop.close()
         return fail(PROG, f"cannot connect to {args.server} as '{args.user}': {exc}")
     try:
         if args.script:

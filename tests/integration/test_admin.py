@@ -349,10 +349,10 @@ def test_interactive_repl_on_a_terminal(server, tmp_path):
     os.close(secondary)
     out = b""
 
-    def read_until(marker: bytes, timeout: float = 20) -> None:
+    def read_until(marker: bytes, times: int = 1, timeout: float = 20) -> None:
         nonlocal out
         deadline = time.monotonic() + timeout
-        while marker not in out and time.monotonic() < deadline:
+        while out.count(marker) < times and time.monotonic() < deadline:
             try:
                 out += os.read(primary, 4096)
             except OSError:
@@ -362,6 +362,10 @@ def test_interactive_repl_on_a_terminal(server, tmp_path):
         read_until(f"{server.url}> ".encode())
         os.write(primary, b"help\nshow state\n")
         read_until(b"State: active")
+        os.write(primary, b"disconnect\nshow state\n")
+        read_until(b"not connected")
+        os.write(primary, f"connect {server.url} admin \"\"\nshow state\n".encode())
+        read_until(b"State: active", times=2)
         os.write(primary, b"exit\n")
         assert proc.wait(20) == 0
     finally:
@@ -370,5 +374,5 @@ def test_interactive_repl_on_a_terminal(server, tmp_path):
         os.close(primary)
     text = out.decode(errors="replace")
     assert f"Connected to: {server.url}" in text and "create user NAME" in text
-    assert "State: active" in text
+    assert text.count("State: active") == 2 and "Disconnected from" in text
     assert "show state" in (tmp_path / ".emsfast_admin_history").read_text()

@@ -53,6 +53,11 @@ from emsfast.server.authz import Authz
      {"filters": {"user": "bob", "full": ""}}),
     ("show stat queue q", "show stat", {"kind": "queue", "name": "q"}),
     ("quit", "exit", {}),
+    ("disconnect", "disconnect", {}),
+    ("connect", "connect", {"url": None, "user": None, "password": None}),
+    ("connect tcp://h:1 bob pw", "connect", {"url": "tcp://h:1", "user": "bob",
+                                              "password": "pw"}),
+    ("connect bob pw", "connect", {"url": None, "user": "bob", "password": "pw"}),
 ])
 def test_parse(text: str, name: str, args: dict[str, object]) -> None:
     cmd = parse_command(text)
@@ -76,6 +81,7 @@ def test_parse(text: str, name: str, args: dict[str, object]) -> None:
     ('create user "alice', "unterminated quote"),
     ("purge all durables", "expected 'queues' or 'topics'"),
     ("add member ops", "missing member names"),
+    ("connect a b c", "expected an optional URL"),
 ])
 def test_malformed(text: str, problem: str) -> None:
     with pytest.raises(CommandSyntaxError, match=problem):
