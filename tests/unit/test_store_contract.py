@@ -1,25 +1,30 @@
 """One contract suite for every Store implementation (STYLE.md: store/base.py).
 
-Each test runs on every backend in STORES; the LMDB store joins the list when
-it lands, and must pass the same suite unchanged.
+Each test runs on every backend in STORES (a factory given a fresh directory).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from emsfast.store import DurableRecord, MemoryStore, Store
+from emsfast.store.lmdb_store import LmdbStore
 
-STORES: dict[str, Callable[[], Store]] = {"memory": MemoryStore}
+STORES: dict[str, Callable[[Path], Store]] = {
+    "memory": lambda d: MemoryStore(),
+    "lmdb": lambda d: LmdbStore(str(d / "datastore")),
+}
 
 
 @pytest.fixture(params=sorted(STORES))
-def opened(request: pytest.FixtureRequest) -> Iterator[tuple[Store, asyncio.AbstractEventLoop]]:
+def opened(request: pytest.FixtureRequest,
+           tmp_path: Path) -> Iterator[tuple[Store, asyncio.AbstractEventLoop]]:
     loop = asyncio.new_event_loop()
-    store = STORES[request.param]()
+    store = STORES[request.param](tmp_path)
     store.open(loop)
     try:
         yield store, loop
@@ -107,3 +112,37 @@ def test_flush_resolves(opened: tuple[Store, asyncio.AbstractEventLoop]) -> None
     store.put_message("$sys.nonfailsafe", "q:a", 1, b"one")
     wait(loop, store.flush())
     assert len(store.recover().messages) == 1
+
+
+def test_delivery_count_survives_other_writes_and_goes_with_the_message(
+        opened: tuple[Store, asyncio.AbstractEventLoop]) -> None:
+    store, loop = opened
+    store.put_message("$sys.failsafe", "q:a", 1, b"one")
+    store.put_message("$sys.failsafe", "q:a", 2, b"two")
+    wait(loop, store.set_delivery_count("q:a", 2, 1))
+    wait(loop, store.remove_message("q:a", 2))
+    wait(loop, store.put_message("$sys.failsafe", "q:a", 3, b"three"))
+    assert [(m.message_id, m.delivery_count) for m in store.recover().messages] == [
+        (1, 0), (3, 0)]
+
+
+def test_holder_in_two_stores(opened: tuple[Store, asyncio.AbstractEventLoop]) -> None:
+    # stores.conf may move a destination to another store; old messages stay put.
+    store, loop = opened
+    store.put_message("$sys.nonfailsafe", "q:a", 1, b"one")
+    wait(loop, store.put_message("$sys.failsafe", "q:a", 2, b"two"))
+    wait(loop, store.remove_message("q:a", 1))
+    assert [m.message_id for m in store.recover().messages] == [2]
+    wait(loop, store.remove_holder("q:a"))
+    assert store.recover().messages == []
+
+
+def test_many_messages_in_id_order_across_holders(
+        opened: tuple[Store, asyncio.AbstractEventLoop]) -> None:
+    store, loop = opened
+    for i in range(1, 2001):
+        store.put_message("$sys.nonfailsafe", f"q:{i % 7}", i, i.to_bytes(4, "big"))
+    wait(loop, store.flush())
+    msgs = store.recover().messages
+    assert [m.message_id for m in msgs] == list(range(1, 2001))
+    assert all(m.blob == m.message_id.to_bytes(4, "big") for m in msgs)
