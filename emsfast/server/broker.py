@@ -20,6 +20,7 @@ from emsfast.server.messages import ServerMessage
 from emsfast.store.base import DurableRecord, RecoveredState, Store
 
 if TYPE_CHECKING:
+    from emsfast.config.durables import StaticDurable
     from emsfast.selector import Selector
 
 UNDELIVERED = "$sys.undelivered"
@@ -49,6 +50,7 @@ class Broker:
         self.durables: dict[str, Subscription] = {}
         self._next_id = 1
         self._sub_seq = 0
+        self.known_stores: frozenset[str] | None = None   # None: any (tests)
 
     def next_message_id(self) -> int:
         mid = self._next_id
@@ -64,6 +66,9 @@ class Broker:
             raise NotAllowedError(
                 f"{kind} '{name}' does not exist and no entry in {kind}s.conf allows creating it"
             )
+        if self.known_stores is not None and props.store not in self.known_stores:
+            raise NotAllowedError(f"{kind} '{name}' uses store '{props.store}', which is "
+                                  "not defined in stores.conf")
         return props
 
     def queue(self, name: str) -> Holder:
@@ -221,6 +226,18 @@ class Broker:
         target.enqueue(msg)
 
     # -- recovery ------------------------------------------------------------
+
+    def add_static_durables(self, durables: list[StaticDurable]) -> None:
+        """Create the durables of durables.conf that recovery did not bring back."""
+        for d in durables:
+            if d.key in self.durables:
+                continue
+            try:
+                self.subscribe(d.topic, None if not d.selector else _compile(d.selector), 0,
+                               durable_key=d.key, client_id=d.client_id, durable_name=d.name,
+                               selector_text=d.selector, nolocal=d.nolocal)
+            except Exception as exc:
+                log.error(f"{d.where}: static durable '{d.key}' not created: {exc}")
 
     def recover(self, state: RecoveredState) -> int:
         """Rebuild queues and durables from the store; returns messages recovered."""

@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from typing import Any
 
 from emsfast._core import COMPILED
 from emsfast.config.destinations import DestinationTable, load_destinations
+from emsfast.config.durables import StaticDurable, load_durables
+from emsfast.config.stores import StoreConfig, load_stores
 from emsfast.config.tibemsd import TibemsdConfig
 from emsfast.consts import MAX_MSG_SIZE_CEILING
 from emsfast.errors import ConfigError
@@ -20,7 +23,10 @@ from emsfast.log import Tracer, log, parse_trace
 from emsfast.server.broker import Broker
 from emsfast.server.connection import ClientConnection
 from emsfast.store.base import Store
-from emsfast.store.memory import MemoryStore
+from emsfast.store.lmdb_store import LmdbStore
+
+# Exit code the daemon returns once ``shutdown`` is set (DESIGN.md §1).
+EXIT_FENCED = 3
 
 
 def load_destination_tables(config: TibemsdConfig) -> tuple[DestinationTable, DestinationTable]:
@@ -40,8 +46,21 @@ class Server:
         except ValueError as exc:
             raise ConfigError(f"log_trace: {exc}") from exc
         self.queue_table, self.topic_table = load_destination_tables(config)
-        self.store: Store = store if store is not None else MemoryStore()
+        self.store_warnings: list[str] = []
+        self.stores: dict[str, StoreConfig] = load_stores(
+            config.stores, config.store, self.store_warnings)
+        self._check_destination_stores()
+        self.static_durables: list[StaticDurable] = load_durables(
+            config.durables, required=config.is_set("durables"), warnings=self.store_warnings)
+        # Tests pass a MemoryStore; the daemon always runs on LMDB.
+        self.store: Store = store if store is not None else LmdbStore(
+            config.store, self.stores, on_fenced=self._fenced)
         self.broker = Broker(self.name, self.store, self.queue_table, self.topic_table)
+        self.broker.known_stores = frozenset(self.stores)
+        # Set when the server must stop by itself (fenced); the daemon exits with
+        # ``exit_code``.
+        self.shutdown = asyncio.Event()
+        self.exit_code = 0
         self.connections: dict[int, ClientConnection] = {}
         self.client_ids: dict[str, ClientConnection] = {}
         self._servers: list[asyncio.Server] = []
@@ -52,6 +71,19 @@ class Server:
     def next_connection_id(self) -> int:
         self._next_conn += 1
         return self._next_conn
+
+    def _check_destination_stores(self) -> None:
+        for table in (self.queue_table, self.topic_table):
+            for entry in table.entries:
+                if entry.store is not None and entry.store not in self.stores:
+                    raise ConfigError(
+                        f"{entry.where}: store: store {entry.store!r} is not defined in "
+                        f"{self.config.stores}", path=entry.path, line=entry.line, key="store")
+
+    def _fenced(self, reason: str) -> None:
+        log.error(f"{reason}. Server is fenced and stops writing; exiting.")
+        self.exit_code = EXIT_FENCED
+        self.shutdown.set()
 
     def _check_supported(self) -> None:
         """Refuse settings whose feature has not landed rather than ignore them."""
@@ -74,18 +106,29 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self._check_supported()
         config = self.config
-        for warning in config.warnings + self.queue_table.warnings + self.topic_table.warnings:
+        for warning in (config.warnings + self.queue_table.warnings + self.topic_table.warnings
+                        + self.store_warnings):
             log.warning(warning)
         log.info(f"Server name: '{self.name}'.")
         log.info(f"Storage Location: '{os.path.abspath(config.store)}'.")
         log.info("Authorization is disabled.")
         loop_name = type(self.loop).__module__.split(".")[0]
         log.info(f"Event loop: {loop_name}; native core compiled: {COMPILED}.")
-        os.makedirs(config.store, exist_ok=True)
         self.store.open(self.loop)
-        log.info("Recovering state, please wait.")
-        recovered = self.broker.recover(self.store.recover())
-        log.info(f"Recovered {recovered} message{'s' if recovered != 1 else ''}.")
+        try:
+            log.info("Recovering state, please wait.")
+            began = time.perf_counter()
+            state = self.store.recover()
+            recovered = self.broker.recover(state)
+            holders = len({m.holder for m in state.messages})
+            del state
+            ms = (time.perf_counter() - began) * 1000
+            log.info(f"Recovered {recovered} message{'s' if recovered != 1 else ''} in "
+                     f"{holders} destination{'s' if holders != 1 else ''} in {ms:.0f} ms.")
+            self.broker.add_static_durables(self.static_durables)
+        except BaseException:
+            self.store.close()
+            raise
         for url in config.listen_urls:
             await self._listen(url.host, url.port)
         log.info("Server is active.")
