@@ -60,6 +60,11 @@ class Store(Protocol):
     def set_delivery_count(self, holder: str, message_id: int,
                            count: int) -> asyncio.Future[None]: ...
 
+    def mark_delivered(self, holder: str, message_id: int) -> None:
+        """Best effort: record that a stored message went to a consumer, so a restart
+        redelivers it flagged JMSRedelivered. May be written late (or never, when the
+        message is acknowledged first); ``flush`` writes all pending marks."""
+
     def remove_holder(self, holder: str) -> asyncio.Future[None]:
         """Drop every message of a queue or durable (purge, unsubscribe)."""
 

@@ -39,6 +39,9 @@ _DEFAULT_MAP = 256 * _MIB
 # Sparse on 64-bit systems; the disk, not the map, is the real limit.
 _DEFAULT_MAX_MAP = 1 << 40
 _SCAN_CHUNK = 65_536
+# Delivery marks wait this long: most messages are acknowledged sooner and then
+# never cost a write. A crash inside the window loses only the JMSRedelivered flag.
+MARK_DELAY = 0.2
 
 
 @dataclass(eq=False)
@@ -71,6 +74,32 @@ def filesystem_type(path: str, mounts: str = "/proc/mounts") -> str:
     return kind
 
 
+def _link(futs: list[asyncio.Future[None]], out: asyncio.Future[None]) -> None:
+    """Resolve ``out`` once all ``futs`` have; fail it with the first error."""
+    left = [len(futs)]
+    if not futs:
+        out.set_result(None)
+
+    def done(f: asyncio.Future[None]) -> None:
+        left[0] -= 1
+        if out.done():
+            return
+        err: BaseException | None = (
+            StoreError("store write cancelled") if f.cancelled() else f.exception())
+        if err is not None:
+            out.set_exception(err)
+        elif left[0] == 0:
+            out.set_result(None)
+
+    for f in futs:
+        f.add_done_callback(done)
+
+
+def _retrieve(f: asyncio.Future[None]) -> None:
+    if not f.cancelled():
+        f.exception()
+
+
 def _u64(value: int) -> bytes:
     return value.to_bytes(8, "big")
 
@@ -92,9 +121,13 @@ class LmdbStore:
         self._mounts = mounts
         self._envs: dict[str, _Env] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._seal_pending = False
+        # All writes of one loop turn share this future, across environments: it
+        # resolves when every environment committed its part (as MemoryStore's).
+        self._turn: asyncio.Future[None] | None = None
         self._holder_envs: dict[str, list[_Env]] = {}
         self._counted: set[tuple[str, int]] = set()
+        self._marks: dict[tuple[str, int], float] = {}
+        self._mark_timer: asyncio.TimerHandle | None = None
         self.epoch = 0
         self.fenced: str | None = None
 
@@ -233,47 +266,31 @@ class LmdbStore:
             if self._loop is None:
                 raise StoreError("store used before open()")
             b = e.batch = Batch(self._loop.create_future())
-            if not self._seal_pending:
-                self._seal_pending = True
+            if self._turn is None:
+                self._turn = self._loop.create_future()
+                # Callers that do not wait (acks) must not leave "exception never
+                # retrieved" noise; the writer logs failures itself.
+                self._turn.add_done_callback(_retrieve)
                 self._loop.call_soon(self._seal)
         return b
 
     def _seal(self) -> None:
-        # All writes of one loop turn go to the writer together: one future each.
-        self._seal_pending = False
+        # All writes of one loop turn go to the writers together.
+        turn, self._turn = self._turn, None
+        futs = []
         for e in self._envs.values():
             b = e.batch
             if b is not None:
                 e.batch = None
                 assert e.writer is not None
                 e.writer.submit(b)
+                futs.append(b.future)
+        if turn is not None:
+            _link(futs, turn)
 
-    def _all(self, futs: list[asyncio.Future[None]]) -> asyncio.Future[None]:
-        if len(futs) == 1:
-            return futs[0]
-        assert self._loop is not None
-        out: asyncio.Future[None] = self._loop.create_future()
-        if not futs:
-            out.set_result(None)
-            return out
-        left = [len(futs)]
-
-        def done(f: asyncio.Future[None]) -> None:
-            left[0] -= 1
-            if out.done():
-                return
-            err: BaseException | None = (
-                StoreError("store write cancelled") if f.cancelled() else None)
-            if err is None and f.exception() is not None:
-                err = f.exception()
-            if err is not None:
-                out.set_exception(err)
-            elif left[0] == 0:
-                out.set_result(None)
-
-        for f in futs:
-            f.add_done_callback(done)
-        return out
+    def _turn_future(self) -> asyncio.Future[None]:
+        assert self._turn is not None
+        return self._turn
 
     def _store(self, name: str) -> _Env:
         e = self._envs.get(name)
@@ -297,59 +314,86 @@ class LmdbStore:
             self._holder_envs[holder] = [e]
         elif e not in envs:
             envs.append(e)
-        return b.future
+        return self._turn_future()
+
+    def _done(self) -> asyncio.Future[None]:
+        # Nothing of this holder was ever stored here: nothing to write.
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        fut.set_result(None)
+        return fut
 
     def remove_message(self, holder: str, message_id: int) -> asyncio.Future[None]:
-        envs = self._holder_envs.get(holder) or [self._envs[META]]
+        envs = self._holder_envs.get(holder)
+        if not envs:
+            return self._done()
+        if self._marks:
+            self._marks.pop((holder, message_id), None)
         key = storeenc.message_key(holder, message_id)
         counted = (holder, message_id) in self._counted
         if counted:
             self._counted.discard((holder, message_id))
-        futs = []
         for e in envs:
             b = self._batch(e)
             b.ops.append((DEL, e.dbs["msgs"], key, None))
             if counted:
                 b.ops.append((DEL, e.dbs["counts"], key, None))
-            futs.append(b.future)
-        return self._all(futs)
+        return self._turn_future()
 
     def set_delivery_count(self, holder: str, message_id: int,
                            count: int) -> asyncio.Future[None]:
-        envs = self._holder_envs.get(holder) or [self._envs[META]]
+        envs = self._holder_envs.get(holder)
+        if not envs:
+            return self._done()
         key = storeenc.message_key(holder, message_id)
         rec = storeenc.encode_record(storeenc.COUNT, key, count.to_bytes(4, "big"))
         self._counted.add((holder, message_id))
-        futs = []
         for e in envs:
-            b = self._batch(e)
-            b.ops.append((PUT, e.dbs["counts"], key, rec))
-            futs.append(b.future)
-        return self._all(futs)
+            self._batch(e).ops.append((PUT, e.dbs["counts"], key, rec))
+        return self._turn_future()
+
+    def mark_delivered(self, holder: str, message_id: int) -> None:
+        if holder not in self._holder_envs or self._loop is None:
+            return
+        self._marks[(holder, message_id)] = self._loop.time()
+        if self._mark_timer is None:
+            self._mark_timer = self._loop.call_later(MARK_DELAY, self._write_marks, False)
+
+    def _write_marks(self, everything: bool) -> None:
+        self._mark_timer = None
+        assert self._loop is not None
+        cutoff = self._loop.time() - MARK_DELAY
+        due = [k for k, t in self._marks.items() if everything or t <= cutoff]
+        for key in due:
+            del self._marks[key]
+            self.set_delivery_count(key[0], key[1], 1)
+        if self._marks:
+            self._mark_timer = self._loop.call_later(MARK_DELAY, self._write_marks, False)
 
     def remove_holder(self, holder: str) -> asyncio.Future[None]:
-        envs = self._holder_envs.pop(holder, None) or [self._envs[META]]
+        self._marks = {k: t for k, t in self._marks.items() if k[0] != holder}
+        envs = self._holder_envs.pop(holder, None)
+        if not envs:
+            return self._done()
         prefix = storeenc.holder_prefix(holder)
         self._counted = {c for c in self._counted if c[0] != holder}
-        futs = []
         for e in envs:
             b = self._batch(e)
             b.ops.append((DELPREFIX, e.dbs["msgs"], prefix, None))
             b.ops.append((DELPREFIX, e.dbs["counts"], prefix, None))
-            futs.append(b.future)
-        return self._all(futs)
+        return self._turn_future()
 
     def _meta_put(self, db: str, key: bytes, kind: int, payload: bytes) -> asyncio.Future[None]:
         e = self._envs[META]
         b = self._batch(e)
         b.ops.append((PUT, e.dbs[db], key, storeenc.encode_record(kind, key, payload)))
-        return b.future
+        return self._turn_future()
 
     def _meta_del(self, db: str, key: bytes) -> asyncio.Future[None]:
         e = self._envs[META]
         b = self._batch(e)
         b.ops.append((DEL, e.dbs[db], key, None))
-        return b.future
+        return self._turn_future()
 
     def put_durable(self, record: DurableRecord) -> asyncio.Future[None]:
         payload = msgpack.packb([record.topic, record.selector, record.nolocal,
@@ -357,8 +401,8 @@ class LmdbStore:
         return self._meta_put("durables", record.key.encode(), storeenc.DURABLE, payload)
 
     def remove_durable(self, key: str) -> asyncio.Future[None]:
-        fut = self._meta_del("durables", key.encode())
-        return self._all([fut, self.remove_holder("d:" + key)])
+        self.remove_holder("d:" + key)
+        return self._meta_del("durables", key.encode())
 
     def put_destination(self, kind: str, name: str) -> asyncio.Future[None]:
         return self._meta_put("dests", f"{kind}\x00{name}".encode(), storeenc.DESTINATION, b"")
@@ -367,7 +411,11 @@ class LmdbStore:
         return self._meta_del("dests", f"{kind}\x00{name}".encode())
 
     def flush(self) -> asyncio.Future[None]:
-        return self._all([self._batch(e).future for e in self._envs.values()])
+        if self._marks:
+            self._write_marks(True)
+        for e in self._envs.values():
+            self._batch(e)
+        return self._turn_future()
 
     # -- recovery ------------------------------------------------------------------
 
@@ -422,6 +470,9 @@ class LmdbStore:
     # -- closing -------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._mark_timer is not None:
+            self._mark_timer.cancel()
+            self._mark_timer = None
         if self._loop is not None and self._envs:
             self._seal()
         for e in self._envs.values():

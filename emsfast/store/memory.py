@@ -70,6 +70,11 @@ class MemoryStore:
             msgs[message_id] = (msgs[message_id][0], count)
         return self._future()
 
+    def mark_delivered(self, holder: str, message_id: int) -> None:
+        msgs = self._messages.get(holder)
+        if msgs is not None and message_id in msgs and not msgs[message_id][1]:
+            msgs[message_id] = (msgs[message_id][0], 1)
+
     def remove_holder(self, holder: str) -> asyncio.Future[None]:
         self._messages.pop(holder, None)
         return self._future()

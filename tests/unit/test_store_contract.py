@@ -146,3 +146,16 @@ def test_many_messages_in_id_order_across_holders(
     msgs = store.recover().messages
     assert [m.message_id for m in msgs] == list(range(1, 2001))
     assert all(m.blob == m.message_id.to_bytes(4, "big") for m in msgs)
+
+
+def test_delivery_marks_are_written_by_flush_and_dropped_by_removal(
+        opened: tuple[Store, asyncio.AbstractEventLoop]) -> None:
+    store, loop = opened
+    store.put_message("$sys.failsafe", "q:a", 1, b"one")
+    wait(loop, store.put_message("$sys.failsafe", "q:a", 2, b"two"))
+    store.mark_delivered("q:a", 1)
+    store.mark_delivered("q:a", 2)
+    store.mark_delivered("q:nothing", 3)
+    store.remove_message("q:a", 2)
+    wait(loop, store.flush())
+    assert [(m.message_id, m.delivery_count) for m in store.recover().messages] == [(1, 1)]
