@@ -7,7 +7,7 @@ cursor walks each holder's messages in id order (recovery order).
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from libc.string cimport memcpy, memchr
+from libc.string cimport memcmp, memcpy
 
 from emsfast._core.crc cimport ems_crc32c
 from emsfast._core.hton cimport ems_load_u32, ems_store_be64, ems_store_u32
@@ -133,26 +133,43 @@ def split_message_key(bytes key not None):
     return p[:n - 9].decode("utf-8"), mid
 
 
-def decode_messages(str store, list pairs):
-    """Bulk recovery: ``[(key, value)]`` of message records → ``[(holder, id, blob)]``.
+def decode_messages(str store, pairs):
+    """Bulk recovery: ``(key, value)`` bytes pairs of message records (any iterable,
+    such as an LMDB cursor) → ``[(holder, id, blob)]``, every CRC checked.
 
-    One call per cursor chunk keeps the per-record work in C.
+    The loop runs in C; only a holder name change costs a decode.
     """
     cdef list out = []
-    cdef str last_holder = None
+    cdef object holder = None
     cdef bytes last_prefix = None
-    cdef bytes key
-    cdef Py_ssize_t n
+    cdef bytes key, value
+    cdef const unsigned char *k
+    cdef const char *v
+    cdef Py_ssize_t kn, vn, pn = -1
+    cdef uint64_t mid
+    cdef uint32_t stored
+    cdef int i
     for key, value in pairs:
-        kind, blob = decode_record(store, key, value, REC_MESSAGE)
-        n = PyBytes_GET_SIZE(key)
-        # Holders repeat in runs (keys are sorted): decode each name once.
-        if last_prefix is None or n - 9 != PyBytes_GET_SIZE(last_prefix) or \
-                not key.startswith(last_prefix):
-            holder, mid = split_message_key(key)
-            last_holder = holder
-            last_prefix = key[:n - 9]
-        else:
-            mid = int.from_bytes(key[n - 8:], "big")
-        out.append((last_holder, mid, blob))
+        k = <const unsigned char *>PyBytes_AS_STRING(key)
+        kn = PyBytes_GET_SIZE(key)
+        v = PyBytes_AS_STRING(value)
+        vn = PyBytes_GET_SIZE(value)
+        if kn < 10 or k[kn - 9] != 0:
+            raise StoreError(_where(store, key, "malformed message key"))
+        if vn < STORE_RECORD_HEADER or <unsigned char>v[0] != STORE_FORMAT_VERSION \
+                or <unsigned char>v[1] != REC_MESSAGE:
+            decode_record(store, key, value, REC_MESSAGE)    # raises with the reason
+        stored = ems_load_u32(v + 2)
+        if stored != record_crc(<const char *>k, kn, v, vn):
+            decode_record(store, key, value, REC_MESSAGE)
+        # Keys sort by holder, so names repeat in runs: decode each run once.
+        if kn - 9 != pn or memcmp(k, PyBytes_AS_STRING(last_prefix), <size_t>pn) != 0:
+            last_prefix = key[:kn - 9]
+            pn = kn - 9
+            holder = last_prefix.decode("utf-8")
+        mid = 0
+        for i in range(8):
+            mid = (mid << 8) | k[kn - 8 + i]
+        out.append((holder, mid, PyBytes_FromStringAndSize(v + STORE_RECORD_HEADER,
+                                                          vn - STORE_RECORD_HEADER)))
     return out

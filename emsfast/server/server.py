@@ -7,6 +7,7 @@ a half-recovered server.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import time
@@ -118,10 +119,16 @@ class Server:
         try:
             log.info("Recovering state, please wait.")
             began = time.perf_counter()
-            state = self.store.recover()
-            recovered = self.broker.recover(state)
-            holders = len({m.holder for m in state.messages})
-            del state
+            # Recovery makes millions of long-lived objects; the cyclic collector
+            # would walk them over and over (the daemon freezes them afterwards).
+            gc.disable()
+            try:
+                state = self.store.recover()
+                recovered = self.broker.recover(state)
+                holders = len({m.holder for m in state.messages})
+                del state
+            finally:
+                gc.enable()
             ms = (time.perf_counter() - began) * 1000
             log.info(f"Recovered {recovered} message{'s' if recovered != 1 else ''} in "
                      f"{holders} destination{'s' if holders != 1 else ''} in {ms:.0f} ms.")

@@ -19,7 +19,6 @@ import asyncio
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import islice
 from operator import attrgetter
 from typing import Any
 
@@ -38,7 +37,6 @@ _MIB = 1 << 20
 _DEFAULT_MAP = 256 * _MIB
 # Sparse on 64-bit systems; the disk, not the map, is the real limit.
 _DEFAULT_MAX_MAP = 1 << 40
-_SCAN_CHUNK = 65_536
 # Delivery marks wait this long: most messages are acknowledged sooner and then
 # never cost a write. A crash inside the window loses only the JMSRedelivered flag.
 MARK_DELAY = 0.2
@@ -444,26 +442,20 @@ class LmdbStore:
     def _recover_env(self, e: _Env, out: list[StoredMessage]) -> int:
         name = e.cfg.name
         top = 0
-        with e.env.begin(buffers=True) as txn:
+        with e.env.begin() as txn:
             counts: dict[tuple[str, int], int] = {}
             for key, raw in txn.cursor(db=e.dbs["counts"]):
-                kb = bytes(key)
-                counts[storeenc.split_message_key(kb)] = int.from_bytes(
-                    storeenc.decode_record(name, kb, raw, storeenc.COUNT)[1], "big")
-            it = txn.cursor(db=e.dbs["msgs"]).iternext()
-            while True:
-                chunk: list[tuple[bytes, bytes | memoryview]] = [
-                    (bytes(k), v) for k, v in islice(it, _SCAN_CHUNK)]
-                if not chunk:
-                    break
-                for holder, mid, blob in storeenc.decode_messages(name, chunk):
-                    count = counts.get((holder, mid), 0) if counts else 0
-                    out.append(StoredMessage(holder, mid, blob, count))
-                    if mid > top:
-                        top = mid
-                    if holder not in e.holders:
-                        e.holders.add(holder)
-                        self._holder_envs.setdefault(holder, []).append(e)
+                counts[storeenc.split_message_key(key)] = int.from_bytes(
+                    storeenc.decode_record(name, key, raw, storeenc.COUNT)[1], "big")
+            records = storeenc.decode_messages(name, txn.cursor(db=e.dbs["msgs"]).iternext())
+        for holder, mid, blob in records:
+            count = counts.get((holder, mid), 0) if counts else 0
+            out.append(StoredMessage(holder, mid, blob, count))
+            if holder not in e.holders:
+                e.holders.add(holder)
+                self._holder_envs.setdefault(holder, []).append(e)
+        if records:
+            top = max(top, max(r[1] for r in records))
         self._counted.update(counts)
         return top
 
