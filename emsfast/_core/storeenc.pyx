@@ -113,6 +113,20 @@ def message_key(str holder, uint64_t message_id) -> bytes:
     return out
 
 
+def message_record(str holder, uint64_t message_id, bytes blob not None):
+    """``(key, value)`` of a message record: ``message_key`` + ``encode_record`` in one call."""
+    cdef bytes key = message_key(holder, message_id)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(blob)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, STORE_RECORD_HEADER + n)
+    cdef char *p = PyBytes_AS_STRING(out)
+    p[0] = <char>STORE_FORMAT_VERSION
+    p[1] = <char>REC_MESSAGE
+    memcpy(p + STORE_RECORD_HEADER, PyBytes_AS_STRING(blob), <size_t>n)
+    ems_store_u32(p + 2, record_crc(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), p,
+                                    STORE_RECORD_HEADER + n))
+    return key, out
+
+
 def holder_prefix(str holder) -> bytes:
     """Every message key of ``holder`` starts with this."""
     return holder.encode("utf-8") + b"\x00"

@@ -26,6 +26,7 @@ import lmdb
 import msgpack
 
 from emsfast._core import storeenc
+from emsfast._core.storeenc import message_key, message_record
 from emsfast.config.stores import META, StoreConfig, default_stores
 from emsfast.errors import FencedError, StoreError, StoreLockedError
 from emsfast.ft.lock import FileStoreLock, StoreLock
@@ -51,6 +52,9 @@ class _Env:
     batch: Batch | None = None
     max_id: int = 0
     holders: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.msgs = self.dbs["msgs"]      # the hot path's database handle
 
 
 def filesystem_type(path: str, mounts: str = "/proc/mounts") -> str:
@@ -287,8 +291,7 @@ class LmdbStore:
             _link(futs, turn)
 
     def _turn_future(self) -> asyncio.Future[None]:
-        assert self._turn is not None
-        return self._turn
+        return self._turn  # type: ignore[return-value]  # set by the _batch just made
 
     def _store(self, name: str) -> _Env:
         e = self._envs.get(name)
@@ -300,11 +303,10 @@ class LmdbStore:
 
     def put_message(self, store_name: str, holder: str, message_id: int,
                     blob: bytes) -> asyncio.Future[None]:
-        e = self._store(store_name)
-        key = storeenc.message_key(holder, message_id)
-        b = self._batch(e)
-        b.ops.append((PUT, e.dbs["msgs"], key,
-                      storeenc.encode_record(storeenc.MESSAGE, key, blob)))
+        e = self._envs.get(store_name) or self._store(store_name)
+        key, rec = message_record(holder, message_id, blob)
+        b = e.batch or self._batch(e)
+        b.ops.append((PUT, e.msgs, key, rec))
         if message_id > b.max_id:
             b.max_id = message_id
         envs = self._holder_envs.get(holder)
@@ -325,15 +327,18 @@ class LmdbStore:
         envs = self._holder_envs.get(holder)
         if not envs:
             return self._done()
-        if self._marks:
-            self._marks.pop((holder, message_id), None)
-        key = storeenc.message_key(holder, message_id)
-        counted = (holder, message_id) in self._counted
-        if counted:
-            self._counted.discard((holder, message_id))
+        key = message_key(holder, message_id)
+        if self._marks or self._counted:
+            ident = (holder, message_id)
+            if self._marks:
+                self._marks.pop(ident, None)
+            counted = ident in self._counted
+            self._counted.discard(ident)
+        else:
+            counted = False
         for e in envs:
-            b = self._batch(e)
-            b.ops.append((DEL, e.dbs["msgs"], key, None))
+            b = e.batch or self._batch(e)
+            b.ops.append((DEL, e.msgs, key, None))
             if counted:
                 b.ops.append((DEL, e.dbs["counts"], key, None))
         return self._turn_future()

@@ -145,13 +145,13 @@ class EnvWriter(threading.Thread):
     def _commit(self, batches: list[Batch]) -> None:
         with self.env.begin(write=True) as txn:
             self._check(txn)
+            put, delete = txn.put, txn.delete
             for batch in batches:
                 for op, db, key, value in batch.ops:
                     if op == PUT:
-                        assert value is not None
-                        txn.put(key, value, db=db)
+                        put(key, value, db=db)  # type: ignore[arg-type]  # PUT has a value
                     elif op == DEL:
-                        txn.delete(key, db=db)
+                        delete(key, db=db)
                     else:
                         _delete_prefix(txn, db, key)
             self._on_commit(txn, batches)
