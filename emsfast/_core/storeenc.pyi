@@ -1,6 +1,9 @@
 """Store record codec: version byte, kind, CRC32C (csrc/crc32c.c) on each record."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 FORMAT_VERSION: int
 MESSAGE: int
@@ -20,3 +23,5 @@ def holder_prefix(holder: str) -> bytes: ...
 def split_message_key(key: bytes) -> tuple[str, int]: ...
 def decode_messages(store: str, pairs: Iterable[tuple[bytes, bytes]]
                     ) -> list[tuple[str, int, bytes]]: ...
+def scan_messages(store: str, pairs: Iterator[tuple[bytes, bytes]], limit: int,
+                  make: Callable[..., _T], counts: dict[tuple[str, int], int]) -> list[_T]: ...

@@ -11,6 +11,7 @@ from libc.string cimport memcmp, memcpy
 
 from emsfast._core.crc cimport ems_crc32c
 from emsfast._core.hton cimport ems_load_u32, ems_store_be64, ems_store_u32
+from emsfast._core.message cimport MessageHeader, read_header
 
 from emsfast.errors import StoreError
 
@@ -186,4 +187,53 @@ def decode_messages(str store, pairs):
             mid = (mid << 8) | k[kn - 8 + i]
         out.append((holder, mid, PyBytes_FromStringAndSize(v + STORE_RECORD_HEADER,
                                                           vn - STORE_RECORD_HEADER)))
+    return out
+
+
+def scan_messages(str store, pairs, Py_ssize_t limit, make, dict counts):
+    """Recovery index: up to ``limit`` message records from the iterator ``pairs``
+    → ``[make(holder, id, None, count, size, mode, priority, timestamp, expiration)]``.
+
+    Every CRC is checked and every message header validated, but no body is kept:
+    delivery loads it again (``LmdbStore.load_blob``). ``counts`` maps
+    ``(holder, id)`` to a persisted delivery count.
+    """
+    cdef list out = []
+    cdef object holder = None
+    cdef bytes last_prefix = None
+    cdef bytes key, value
+    cdef const unsigned char *k
+    cdef const char *v
+    cdef Py_ssize_t kn, vn, pn = -1
+    cdef uint64_t mid
+    cdef int i
+    cdef MessageHeader h
+    cdef object count
+    for key, value in pairs:
+        k = <const unsigned char *>PyBytes_AS_STRING(key)
+        kn = PyBytes_GET_SIZE(key)
+        v = PyBytes_AS_STRING(value)
+        vn = PyBytes_GET_SIZE(value)
+        if kn < 10 or k[kn - 9] != 0:
+            raise StoreError(_where(store, key, "malformed message key"))
+        if vn < STORE_RECORD_HEADER or <unsigned char>v[0] != STORE_FORMAT_VERSION \
+                or <unsigned char>v[1] != REC_MESSAGE \
+                or ems_load_u32(v + 2) != record_crc(<const char *>k, kn, v, vn):
+            decode_record(store, key, value, REC_MESSAGE)    # raises with the reason
+        try:
+            read_header(v + STORE_RECORD_HEADER, vn - STORE_RECORD_HEADER, &h)
+        except ValueError as exc:
+            raise StoreError(_where(store, key, f"bad message: {exc}")) from None
+        if kn - 9 != pn or memcmp(k, PyBytes_AS_STRING(last_prefix), <size_t>pn) != 0:
+            last_prefix = key[:kn - 9]
+            pn = kn - 9
+            holder = last_prefix.decode("utf-8")
+        mid = 0
+        for i in range(8):
+            mid = (mid << 8) | k[kn - 8 + i]
+        count = counts.get((holder, mid), 0) if counts else 0
+        out.append(make(holder, mid, None, count, vn - STORE_RECORD_HEADER, h.delivery_mode,
+                        h.priority, h.timestamp, h.expiration))
+        if len(out) >= limit:
+            break
     return out

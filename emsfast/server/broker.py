@@ -16,7 +16,7 @@ from emsfast.config.names import validate_destination_name, wildcard_match
 from emsfast.errors import InUseError, LimitError, NotAllowedError, NotFoundError
 from emsfast.log import log
 from emsfast.server.holders import Holder, Subscription
-from emsfast.server.messages import ServerMessage
+from emsfast.server.messages import ServerMessage, StoredServerMessage
 from emsfast.store.base import DurableRecord, RecoveredState, Store
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class Broker:
         self._next_id = 1
         self._sub_seq = 0
         self.known_stores: frozenset[str] | None = None   # None: any (tests)
+        self.recovered_holders = 0
 
     def next_message_id(self) -> int:
         mid = self._next_id
@@ -215,6 +216,8 @@ class Broker:
             return
         if msg.field_getter(self.server_name)("JMS_TIBCO_PRESERVE_UNDELIVERED") is not True:
             return
+        if isinstance(msg, StoredServerMessage):
+            msg = msg.loaded()      # its record under the old holder is being removed
         target = self.queue(UNDELIVERED)
         try:
             target.admit(msg.size)
@@ -253,6 +256,7 @@ class Broker:
             except Exception as exc:  # a config change may forbid it now
                 log.error(f"Durable '{rec.key}' on topic '{rec.topic}' not recovered: {exc}")
         recovered = 0
+        seen: set[str] = set()
         for sm in state.messages:
             kind, _, name = sm.holder.partition(":")
             holder: Holder | None
@@ -266,14 +270,22 @@ class Broker:
                 holder = self.durables.get(name)
             if holder is None:
                 continue
-            body_type, mode, prio, ts, exp = peek_message(sm.blob)
-            msg = ServerMessage(sm.message_id, sm.blob, mode, prio, ts, exp, 0)
+            seen.add(sm.holder)
+            msg: ServerMessage
+            if sm.blob is None:     # index only: the body stays in the store
+                msg = StoredServerMessage(self.store, sm.holder, sm.message_id, sm.size,
+                                          sm.delivery_mode, sm.priority, sm.timestamp,
+                                          sm.expiration)
+            else:
+                body_type, mode, prio, ts, exp = peek_message(sm.blob)
+                msg = ServerMessage(sm.message_id, sm.blob, mode, prio, ts, exp, 0)
             holder.count += 1
             holder.bytes += msg.size
             if sm.delivery_count:
                 holder.redeliveries[msg.id] = sm.delivery_count
             holder.enqueue(msg)
             recovered += 1
+        self.recovered_holders = len(seen)
         return recovered
 
 

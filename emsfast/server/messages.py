@@ -6,7 +6,7 @@ meta block is decoded lazily when a selector needs headers or properties.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from emsfast._core.message import decode_meta
 from emsfast.consts import NON_PERSISTENT, PERSISTENT
@@ -62,3 +62,36 @@ class ServerMessage:
             return props.get(name)
 
         return get
+
+
+class BlobSource(Protocol):
+    def load_blob(self, holder: str, message_id: int) -> bytes: ...
+
+
+class StoredServerMessage(ServerMessage):
+    """A recovered persistent message: only the index is in memory; each use of
+    ``blob`` (delivery, a selector) reads the body back from the store."""
+
+    __slots__ = ("_source", "_holder")
+
+    def __init__(self, source: BlobSource, holder: str, mid: int, size: int,
+                 delivery_mode: int, priority: int, timestamp: int, expiration: int) -> None:
+        super().__init__(mid, b"", delivery_mode, priority, timestamp, expiration, 0)
+        self.size = size
+        self._source = source
+        self._holder = holder
+
+    @property
+    def blob(self) -> bytes:
+        return self._source.load_blob(self._holder, self.id)
+
+    @blob.setter
+    def blob(self, value: bytes) -> None:
+        pass        # the body lives in the store
+
+    def loaded(self) -> ServerMessage:
+        """A plain copy carrying its body, for a move to another holder."""
+        msg = ServerMessage(self.id, self.blob, self.delivery_mode, self.priority,
+                            self.timestamp, self.expiration, self.origin)
+        msg._meta = self._meta
+        return msg

@@ -125,7 +125,7 @@ class Server:
             try:
                 state = self.store.recover()
                 recovered = self.broker.recover(state)
-                holders = len({m.holder for m in state.messages})
+                holders = self.broker.recovered_holders
                 del state
             finally:
                 gc.enable()

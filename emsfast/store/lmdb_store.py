@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 
 import lmdb
@@ -38,6 +37,7 @@ _MIB = 1 << 20
 _DEFAULT_MAP = 256 * _MIB
 # Sparse on 64-bit systems; the disk, not the map, is the real limit.
 _DEFAULT_MAX_MAP = 1 << 40
+_SCAN_CHUNK = 65_536
 # Delivery marks wait this long: most messages are acknowledged sooner and then
 # never cost a write. A crash inside the window loses only the JMSRedelivered flag.
 MARK_DELAY = 0.2
@@ -284,6 +284,8 @@ class LmdbStore:
             b = e.batch
             if b is not None:
                 e.batch = None
+                if b.max_id > e.max_id:
+                    e.max_id = b.max_id
                 assert e.writer is not None
                 e.writer.submit(b)
                 futs.append(b.future)
@@ -436,33 +438,38 @@ class LmdbStore:
                 kind, _, name = key.decode().partition("\x00")
                 state.destinations.append((kind, name))
         state.destinations.sort()
-        top = 0
-        for e in self._envs.values():
-            top = max(top, e.max_id, self._recover_env(e, state.messages))
-        # Keys sort per holder; a merge of those runs gives global id order.
-        state.messages.sort(key=attrgetter("message_id"))
-        state.max_message_id = top
+        # The maxid record is written in the transaction of every put, so it is
+        # never below a stored id.
+        state.max_message_id = max(e.max_id for e in self._envs.values())
+        state.messages = self._scan()
         return state
 
-    def _recover_env(self, e: _Env, out: list[StoredMessage]) -> int:
-        name = e.cfg.name
-        top = 0
-        with e.env.begin() as txn:
-            counts: dict[tuple[str, int], int] = {}
-            for key, raw in txn.cursor(db=e.dbs["counts"]):
-                counts[storeenc.split_message_key(key)] = int.from_bytes(
-                    storeenc.decode_record(name, key, raw, storeenc.COUNT)[1], "big")
-            records = storeenc.decode_messages(name, txn.cursor(db=e.dbs["msgs"]).iternext())
-        for holder, mid, blob in records:
-            count = counts.get((holder, mid), 0) if counts else 0
-            out.append(StoredMessage(holder, mid, blob, count))
-            if holder not in e.holders:
-                e.holders.add(holder)
-                self._holder_envs.setdefault(holder, []).append(e)
-        if records:
-            top = max(top, max(r[1] for r in records))
-        self._counted.update(counts)
-        return top
+    def _scan(self) -> Iterator[StoredMessage]:
+        """Message index of every store, one chunk at a time; bodies stay on disk."""
+        for e in self._envs.values():
+            name = e.cfg.name
+            with e.env.begin() as txn:
+                counts: dict[tuple[str, int], int] = {}
+                for key, raw in txn.cursor(db=e.dbs["counts"]):
+                    counts[storeenc.split_message_key(key)] = int.from_bytes(
+                        storeenc.decode_record(name, key, raw, storeenc.COUNT)[1], "big")
+                self._counted.update(counts)
+                it = txn.cursor(db=e.msgs).iternext()
+                while chunk := storeenc.scan_messages(name, it, _SCAN_CHUNK, StoredMessage,
+                                                      counts):
+                    for holder in {m.holder for m in chunk} - e.holders:
+                        e.holders.add(holder)
+                        self._holder_envs.setdefault(holder, []).append(e)
+                    yield from chunk
+
+    def load_blob(self, holder: str, message_id: int) -> bytes:
+        key = message_key(holder, message_id)
+        for e in self._holder_envs.get(holder, ()):
+            with e.env.begin() as txn:
+                raw = txn.get(key, db=e.msgs)
+            if raw is not None:
+                return storeenc.decode_record(e.cfg.name, key, raw, storeenc.MESSAGE)[1]
+        raise StoreError(f"message {holder}/{message_id} is not in the store")
 
     # -- closing -------------------------------------------------------------------
 

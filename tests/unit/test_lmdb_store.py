@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lmdb
 import pytest
@@ -25,6 +26,14 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
+def B(text: bytes) -> bytes:
+    """A valid message blob carrying ``text`` (stores index the message header)."""
+    import emsfast
+    from emsfast.consts import PERSISTENT
+
+    return bytes(emsfast.BytesMessage(text).encode(PERSISTENT, 4, 0, 0, emsfast.Queue("q")))
+
+
 def wait(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
     loop.run_until_complete(asyncio.wait_for(fut, 10))
 
@@ -34,8 +43,8 @@ def test_restart_keeps_messages_epoch_and_ids(tmp_path: Path,
     s = LmdbStore(str(tmp_path))
     s.open(loop)
     assert s.epoch == 1
-    s.put_message("$sys.failsafe", "q:a", 5, b"five")
-    wait(loop, s.put_message("$sys.nonfailsafe", "q:b", 9, b"nine"))
+    s.put_message("$sys.failsafe", "q:a", 5, B(b"five"))
+    wait(loop, s.put_message("$sys.nonfailsafe", "q:b", 9, B(b"nine")))
     wait(loop, s.remove_message("q:b", 9))
     s.close()
     s = LmdbStore(str(tmp_path))
@@ -43,6 +52,7 @@ def test_restart_keeps_messages_epoch_and_ids(tmp_path: Path,
     state = s.recover()
     assert s.epoch == 2
     assert [(m.holder, m.message_id) for m in state.messages] == [("q:a", 5)]
+    assert s.load_blob("q:a", 5) == B(b"five")
     assert state.max_message_id == 9          # ids never repeat after a restart
     s.close()
 
@@ -94,16 +104,16 @@ def test_corrupt_record_names_store_and_key(tmp_path: Path,
                                             loop: asyncio.AbstractEventLoop) -> None:
     s = LmdbStore(str(tmp_path))
     s.open(loop)
-    wait(loop, s.put_message("$sys.failsafe", "q:orders", 42, b"payload"))
+    wait(loop, s.put_message("$sys.failsafe", "q:orders", 42, B(b"payload")))
     s.close()
     key = storeenc.message_key("q:orders", 42)
-    rec = bytearray(storeenc.encode_record(storeenc.MESSAGE, key, b"payload"))
+    rec = bytearray(storeenc.encode_record(storeenc.MESSAGE, key, B(b"payload")))
     rec[-1] ^= 0xFF
     _raw_put(tmp_path / "sync-msgs.db", b"msgs", key, bytes(rec))
     s = LmdbStore(str(tmp_path))
     s.open(loop)
     with pytest.raises(StoreError, match=r"store '\$sys.failsafe'.*q:orders/42.*CRC"):
-        s.recover()
+        list(s.recover().messages)
     s.close()
 
 
@@ -112,7 +122,7 @@ def test_epoch_moved_by_another_server_fences(tmp_path: Path,
     fenced: list[str] = []
     s = LmdbStore(str(tmp_path), on_fenced=fenced.append)
     s.open(loop)
-    wait(loop, s.put_message("$sys.failsafe", "q:a", 1, b"x"))
+    wait(loop, s.put_message("$sys.failsafe", "q:a", 1, B(b"x")))
     # Another process bumps the epoch as an activating peer would.
     script = (
         "import lmdb, sys; from emsfast._core import storeenc as s\n"
@@ -124,7 +134,7 @@ def test_epoch_moved_by_another_server_fences(tmp_path: Path,
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "meta.db")], check=True)
     for store in ("$sys.failsafe", "$sys.meta"):
         with pytest.raises(FencedError, match="fenced: epoch is 99"):
-            wait(loop, s.put_message(store, "q:a", 2, b"y"))
+            wait(loop, s.put_message(store, "q:a", 2, B(b"y")))
     loop.run_until_complete(asyncio.sleep(0.01))
     assert fenced and "another server owns the store" in fenced[0]
     s.close()
@@ -137,12 +147,50 @@ def test_full_map_grows_then_fails_cleanly_at_its_limit(
     s.open(loop)
     blob = b"x" * 100_000
     for i in range(1, 21):                   # 2 MB: needs one growth
-        wait(loop, s.put_message("$sys.failsafe", "q:a", i, blob))
+        wait(loop, s.put_message("$sys.failsafe", "q:a", i, B(blob)))
     with pytest.raises(StoreError, match="is full"):
         for i in range(21, 80):
-            wait(loop, s.put_message("$sys.failsafe", "q:a", i, blob))
+            wait(loop, s.put_message("$sys.failsafe", "q:a", i, B(blob)))
     # Still serving: removals and small writes go through.
     wait(loop, s.remove_holder("q:a"))
-    wait(loop, s.put_message("$sys.failsafe", "q:b", 100, b"small"))
+    wait(loop, s.put_message("$sys.failsafe", "q:b", 100, B(b"small")))
     assert [m.message_id for m in s.recover().messages] == [100]
     s.close()
+
+
+def test_recovered_messages_keep_only_an_index_and_load_bodies(
+        tmp_path: Path, loop: asyncio.AbstractEventLoop) -> None:
+    import emsfast
+    from emsfast.config.destinations import DestinationTable
+    from emsfast.consts import PERSISTENT
+    from emsfast.server.broker import Broker
+    from emsfast.server.messages import StoredServerMessage
+
+    blob = bytes(emsfast.TextMessage("hello", properties={"n": 7}).encode(
+        PERSISTENT, 6, 123, 0, emsfast.Queue("orders")))
+    s = LmdbStore(str(tmp_path))
+    s.open(loop)
+    wait(loop, s.put_message("$sys.failsafe", "q:orders", 11, blob))
+    s.close()
+    s = LmdbStore(str(tmp_path))
+    s.open(loop)
+    table = DestinationTable("queue", "q.conf", [])
+    broker = Broker("S", s, table, DestinationTable("topic", "t.conf", []))
+    broker.queue_table = broker.topic_table = _allow_all()
+    assert broker.recover(s.recover()) == 1
+    (msg,) = broker.queues["orders"].iter_ready()
+    assert isinstance(msg, StoredServerMessage)
+    assert (msg.priority, msg.timestamp, msg.size) == (6, 123, len(blob))
+    assert msg.blob == blob and msg.field_getter("S")("n") == 7
+    assert msg.loaded().blob == blob
+    s.close()
+
+
+def _allow_all() -> Any:
+    from emsfast.config.destinations import DestinationProps
+
+    class AllowAll:
+        def resolve(self, name: str) -> DestinationProps:
+            return DestinationProps()
+
+    return AllowAll()
