@@ -217,6 +217,8 @@ class LmdbStore:
             self.epoch = old + 1
             txn.put(b"epoch", storeenc.encode_record(storeenc.EPOCH, b"epoch",
                                                      _u64(self.epoch)), db=meta.dbs["info"])
+        # The epoch must outlive a host crash even on an async meta store.
+        meta.env.sync(True)
 
     def _stored_epoch(self, txn: lmdb.Transaction) -> int:
         raw = txn.get(b"epoch", db=self._envs[META].dbs["info"])

@@ -126,9 +126,14 @@ class EnvWriter(threading.Thread):
                            f"reached its limit of {self._max_map_size >> 20} MB")
                     log.error(msg)
                     return StoreError(msg)
-                # Only this thread writes and no read transaction is open here, so
-                # growing the map between transactions is allowed.
-                self.env.set_mapsize(size * 2)
+                # Between transactions only this thread writes; LMDB refuses the
+                # resize while another thread has a read open, so that batch fails.
+                try:
+                    self.env.set_mapsize(size * 2)
+                except lmdb.Error as exc:
+                    msg = f"store '{self.store_name}' is full and could not grow: {exc}"
+                    log.error(msg)
+                    return StoreError(msg)
                 log.warning(f"Store '{self.store_name}': map size grown to {size >> 19} MB.")
             except FencedError as exc:
                 self.fenced = str(exc)
@@ -137,7 +142,7 @@ class EnvWriter(threading.Thread):
                 except RuntimeError:
                     pass
                 return exc
-            except (lmdb.Error, OSError) as exc:
+            except Exception as exc:    # lmdb.Error, OSError (disk full), a bug: never die
                 msg = f"store '{self.store_name}': write failed: {exc}"
                 log.error(msg[0].upper() + msg[1:])
                 return StoreError(msg)
