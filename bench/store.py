@@ -62,12 +62,15 @@ def fill(store_dir: Path, count: int, queues: int, size: int) -> float:
     return took
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int) -> dict[str, int]:
+    """VmRSS and its split: RssAnon (heap) and RssFile (mapped files: LMDB's pages)."""
+    out = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+            name = line.split(":")[0]
+            if name in ("VmRSS", "RssAnon", "RssFile"):
+                out[name] = int(line.split()[1])
+    return out
 
 
 def recover(workdir: Path, runs: int) -> list[dict[str, Any]]:
@@ -83,7 +86,8 @@ def recover(workdir: Path, runs: int) -> list[dict[str, Any]]:
                 "start_to_active_s": round(until_active, 3),
                 "recovery_ms": int(m.group(3)) if m else None,
                 "recovered": int(m.group(1)) if m else None,
-                "rss_mib": round(rss_kib(daemon.pid) / 1024, 1),
+                **{f"{k.lower()}_mib": round(v / 1024, 1)
+                   for k, v in rss_kib(daemon.pid).items()},
             })
         finally:
             daemon.stop()
@@ -106,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = recover(workdir, args.runs)
         for r in runs:
             print(f"recovery: listeners open {r['start_to_active_s']:.2f} s after start; "
-                  f"'Recovered' says {r['recovery_ms']} ms; RSS {r['rss_mib']} MiB")
+                  f"'Recovered' says {r['recovery_ms']} ms; RSS {r['vmrss_mib']} MiB "
+                  f"(heap {r['rssanon_mib']}, mapped files {r['rssfile_mib']})")
         result = {"date": now_iso(), "machine": machine_info(workdir),
                   "software": software_info(), "params": vars(args) | {"out": str(args.out)},
                   "fill_seconds": fill_s, "runs": runs}

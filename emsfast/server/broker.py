@@ -230,6 +230,19 @@ class Broker:
 
     # -- recovery ------------------------------------------------------------
 
+    def _recovered_holder(self, key: str) -> Holder | None:
+        kind, _, name = key.partition(":")
+        if kind == "q":
+            try:
+                return self.queue(name)
+            except Exception as exc:
+                log.error(f"Messages of queue '{name}' not recovered: {exc}")
+                return None
+        holder = self.durables.get(name)
+        if holder is None:
+            log.error(f"Messages of durable '{name}' not recovered: the durable is gone")
+        return holder
+
     def add_static_durables(self, durables: list[StaticDurable]) -> None:
         """Create the durables of durables.conf that recovery did not bring back."""
         for d in durables:
@@ -256,24 +269,21 @@ class Broker:
             except Exception as exc:  # a config change may forbid it now
                 log.error(f"Durable '{rec.key}' on topic '{rec.topic}' not recovered: {exc}")
         recovered = 0
-        seen: set[str] = set()
+        holders: dict[str, Holder | None] = {}
+        last_key: str | None = None
+        holder: Holder | None = None
+        store = self.store
         for sm in state.messages:
-            kind, _, name = sm.holder.partition(":")
-            holder: Holder | None
-            if kind == "q":
-                try:
-                    holder = self.queue(name)
-                except Exception as exc:
-                    log.error(f"Messages of queue '{name}' not recovered: {exc}")
-                    holder = None
-            else:
-                holder = self.durables.get(name)
+            if sm.holder != last_key:   # messages come in runs per holder
+                last_key = sm.holder
+                if last_key not in holders:
+                    holders[last_key] = self._recovered_holder(last_key)
+                holder = holders[last_key]
             if holder is None:
                 continue
-            seen.add(sm.holder)
             msg: ServerMessage
             if sm.blob is None:     # index only: the body stays in the store
-                msg = StoredServerMessage(self.store, sm.holder, sm.message_id, sm.size,
+                msg = StoredServerMessage(store, last_key, sm.message_id, sm.size,
                                           sm.delivery_mode, sm.priority, sm.timestamp,
                                           sm.expiration)
             else:
@@ -285,6 +295,7 @@ class Broker:
                 holder.redeliveries[msg.id] = sm.delivery_count
             holder.enqueue(msg)
             recovered += 1
+        seen = [h for h in holders.values() if h is not None]
         self.recovered_holders = len(seen)
         return recovered
 

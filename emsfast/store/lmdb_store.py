@@ -50,7 +50,8 @@ class _Env:
     dbs: dict[str, Any]
     writer: EnvWriter | None = None
     batch: Batch | None = None
-    max_id: int = 0
+    max_id: int = 0                 # highest id handed to the writer
+    stored_max_id: int = 0          # the maxid record as found at open
     holders: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -176,7 +177,7 @@ class LmdbStore:
                 raise StoreError(f"store '{e.cfg.name}' at '{e.cfg.path}': {exc}") from None
             maxid = txn.get(b"maxid", db=e.dbs["info"])
             if maxid is not None:
-                e.max_id = int.from_bytes(
+                e.max_id = e.stored_max_id = int.from_bytes(
                     storeenc.decode_record(e.cfg.name, b"maxid", maxid)[1], "big")
         return True
 
@@ -201,12 +202,24 @@ class LmdbStore:
             self._close_envs()
             self._lock.release()
             raise
-        for e in self._envs.values():
+
+    def _writer(self, e: _Env) -> EnvWriter:
+        # Started on the first write, so recovery can remap an environment first.
+        if e.writer is None:
+            assert self._loop is not None
             e.writer = EnvWriter(
-                e.cfg.name, e.env, loop, self._epoch_checker(e), self._committed(e),
+                e.cfg.name, e.env, self._loop, self._epoch_checker(e), self._committed(e),
                 self._fence, sync_interval=None if e.cfg.sync else self._sync_interval,
                 max_map_size=self._max_map_size)
             e.writer.start()
+        return e.writer
+
+    def _remap(self, e: _Env) -> None:
+        """Close and reopen ``e``: the pages recovery read leave the process's RSS
+        (they stay in the page cache). Only before its writer exists."""
+        e.env.close()
+        fresh = self._open_env(e.cfg)
+        e.env, e.dbs, e.msgs = fresh.env, fresh.dbs, fresh.msgs
 
     def _bump_epoch(self) -> None:
         meta = self._envs[META]
@@ -244,7 +257,7 @@ class LmdbStore:
 
     def _committed(self, e: _Env) -> Callable[[lmdb.Transaction, list[Batch]], None]:
         info = e.dbs["info"]
-        written = [e.max_id]
+        written = [e.stored_max_id]     # this closure runs on the writer thread only
 
         def on_commit(txn: lmdb.Transaction, batches: list[Batch]) -> None:
             # One extra put per commit keeps message ids unique across restarts.
@@ -288,8 +301,7 @@ class LmdbStore:
                 e.batch = None
                 if b.max_id > e.max_id:
                     e.max_id = b.max_id
-                assert e.writer is not None
-                e.writer.submit(b)
+                self._writer(e).submit(b)
                 futs.append(b.future)
         if turn is not None:
             _link(futs, turn)
@@ -463,6 +475,8 @@ class LmdbStore:
                         e.holders.add(holder)
                         self._holder_envs.setdefault(holder, []).append(e)
                     yield from chunk
+            if e.writer is None and e.cfg.name != META:
+                self._remap(e)
 
     def load_blob(self, holder: str, message_id: int) -> bytes:
         key = message_key(holder, message_id)
