@@ -74,9 +74,12 @@ class Server:
         return self._next_conn
 
     def _check_destination_stores(self) -> None:
+        # Static (exact) entries fail the start; a wildcard entry fails only the
+        # destinations created through it (Broker._props tells the client).
         for table in (self.queue_table, self.topic_table):
             for entry in table.entries:
-                if entry.store is not None and entry.store not in self.stores:
+                static = not {"*", ">"} & set(entry.name.split("."))
+                if static and entry.store is not None and entry.store not in self.stores:
                     raise ConfigError(
                         f"{entry.where}: store: store {entry.store!r} is not defined in "
                         f"{self.config.stores}", path=entry.path, line=entry.line, key="store")

@@ -282,3 +282,38 @@ def test_epoch_moved_by_another_server_exits_3(tmp_path: Path) -> None:
         assert "fenced: epoch is 77" in srv.log_text()
     finally:
         srv.cleanup()
+
+
+def test_static_destination_on_unknown_store_stops_the_start(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "d", queues=">\norders  store=nowhere\n")
+    try:
+        srv.start(wait_ready=False)
+        assert srv.wait() == 1
+        assert "queues.conf:2: store: store 'nowhere' is not defined in" in srv.log_text()
+    finally:
+        srv.cleanup()
+
+
+async def _create_producer(url: str, queue: str) -> str:
+    async with connection(url) as conn:
+        try:
+            await conn.session().producer(emsfast.Queue(queue)).send(emsfast.TextMessage("x"))
+        except EmsfastError as exc:
+            return str(exc)
+    return "no error"
+
+
+def test_dynamic_destination_on_unknown_store_is_refused_to_the_client(tmp_path: Path) -> None:
+    workdir = tmp_path / "d"
+    workdir.mkdir()
+    (workdir / "stores.conf").write_text("[audit]\n  file=audit.db\n  mode=sync\n")
+    srv = ServerProcess(workdir, queues="ok.> store=audit\nbad.> store=nowhere\n",
+                        params={"stores": str(workdir / "stores.conf")})
+    try:
+        srv.start()
+        assert asyncio.run(_create_producer(srv.url, "ok.1")) == "no error"
+        assert (workdir / "datastore" / "audit.db" / "data.mdb").exists()
+        text = asyncio.run(_create_producer(srv.url, "bad.1"))
+        assert "uses store 'nowhere', which is not defined in stores.conf" in text
+    finally:
+        srv.cleanup()
