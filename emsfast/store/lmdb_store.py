@@ -77,24 +77,34 @@ def filesystem_type(path: str, mounts: str = "/proc/mounts") -> str:
     return kind
 
 
-def _link(futs: list[asyncio.Future[None]], out: asyncio.Future[None]) -> None:
-    """Resolve ``out`` once all ``futs`` have; fail it with the first error."""
-    left = [len(futs)]
-    if not futs:
+def _link(futs: list[asyncio.Future[None]], out: asyncio.Future[None],
+          after: asyncio.Future[None] | None) -> None:
+    """Resolve ``out`` once all ``futs`` have, and ``after`` (the previous turn) has
+    finished either way; fail it with the first error of ``futs``.
+
+    Environments commit independently; waiting for the previous turn keeps writes
+    ordered across them (a message confirmed after its durable's record was written).
+    """
+    waits = list(futs)
+    if after is not None and not after.done():
+        waits.append(after)
+    left = [len(waits)]
+    if not waits:
         out.set_result(None)
 
     def done(f: asyncio.Future[None]) -> None:
         left[0] -= 1
         if out.done():
             return
-        err: BaseException | None = (
-            StoreError("store write cancelled") if f.cancelled() else f.exception())
+        err: BaseException | None = None
+        if f is not after:
+            err = StoreError("store write cancelled") if f.cancelled() else f.exception()
         if err is not None:
             out.set_exception(err)
         elif left[0] == 0:
             out.set_result(None)
 
-    for f in futs:
+    for f in waits:
         f.add_done_callback(done)
 
 
@@ -127,6 +137,7 @@ class LmdbStore:
         # All writes of one loop turn share this future, across environments: it
         # resolves when every environment committed its part (as MemoryStore's).
         self._turn: asyncio.Future[None] | None = None
+        self._last_turn: asyncio.Future[None] | None = None
         self._holder_envs: dict[str, list[_Env]] = {}
         self._counted: set[tuple[str, int]] = set()
         self._marks: dict[tuple[str, int], float] = {}
@@ -304,7 +315,8 @@ class LmdbStore:
                 self._writer(e).submit(b)
                 futs.append(b.future)
         if turn is not None:
-            _link(futs, turn)
+            _link(futs, turn, self._last_turn)
+            self._last_turn = turn
 
     def _turn_future(self) -> asyncio.Future[None]:
         return self._turn  # type: ignore[return-value]  # set by the _batch just made

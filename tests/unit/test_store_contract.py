@@ -180,3 +180,19 @@ def test_delivery_marks_are_written_by_flush_and_dropped_by_removal(
     store.remove_message("q:a", 2)
     wait(loop, store.flush())
     assert [(m.message_id, m.delivery_count) for m in messages(store)] == [(1, 1)]
+
+
+def test_a_later_write_resolves_only_after_earlier_ones_in_any_store(
+        opened: tuple[Store, asyncio.AbstractEventLoop]) -> None:
+    # A durable's record, then (next turn) a message for it in another store: once
+    # the message's future resolves, the durable must be durable too.
+    store, loop = opened
+    first = store.put_durable(DurableRecord(key="c:s", topic="t", name="s"))
+
+    async def next_turn() -> asyncio.Future[None]:
+        await asyncio.sleep(0)
+        return store.put_message("$sys.failsafe", "d:c:s", 1, B(b"m"))
+
+    second = loop.run_until_complete(next_turn())
+    wait(loop, second)
+    assert first.done()
