@@ -148,48 +148,6 @@ def split_message_key(bytes key not None):
     return p[:n - 9].decode("utf-8"), mid
 
 
-def decode_messages(str store, pairs):
-    """Bulk recovery: ``(key, value)`` bytes pairs of message records (any iterable,
-    such as an LMDB cursor) → ``[(holder, id, blob)]``, every CRC checked.
-
-    The loop runs in C; only a holder name change costs a decode.
-    """
-    cdef list out = []
-    cdef object holder = None
-    cdef bytes last_prefix = None
-    cdef bytes key, value
-    cdef const unsigned char *k
-    cdef const char *v
-    cdef Py_ssize_t kn, vn, pn = -1
-    cdef uint64_t mid
-    cdef uint32_t stored
-    cdef int i
-    for key, value in pairs:
-        k = <const unsigned char *>PyBytes_AS_STRING(key)
-        kn = PyBytes_GET_SIZE(key)
-        v = PyBytes_AS_STRING(value)
-        vn = PyBytes_GET_SIZE(value)
-        if kn < 10 or k[kn - 9] != 0:
-            raise StoreError(_where(store, key, "malformed message key"))
-        if vn < STORE_RECORD_HEADER or <unsigned char>v[0] != STORE_FORMAT_VERSION \
-                or <unsigned char>v[1] != REC_MESSAGE:
-            decode_record(store, key, value, REC_MESSAGE)    # raises with the reason
-        stored = ems_load_u32(v + 2)
-        if stored != record_crc(<const char *>k, kn, v, vn):
-            decode_record(store, key, value, REC_MESSAGE)
-        # Keys sort by holder, so names repeat in runs: decode each run once.
-        if kn - 9 != pn or memcmp(k, PyBytes_AS_STRING(last_prefix), <size_t>pn) != 0:
-            last_prefix = key[:kn - 9]
-            pn = kn - 9
-            holder = last_prefix.decode("utf-8")
-        mid = 0
-        for i in range(8):
-            mid = (mid << 8) | k[kn - 8 + i]
-        out.append((holder, mid, PyBytes_FromStringAndSize(v + STORE_RECORD_HEADER,
-                                                          vn - STORE_RECORD_HEADER)))
-    return out
-
-
 def scan_messages(str store, pairs, Py_ssize_t limit, make, dict counts):
     """Recovery index: up to ``limit`` message records from the iterator ``pairs``
     → ``[make(holder, id, None, count, size, mode, priority, timestamp, expiration)]``.

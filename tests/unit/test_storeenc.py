@@ -47,9 +47,29 @@ def test_newer_version_and_short_record() -> None:
         storeenc.decode_record("s", key, b"\x01\x01")
 
 
-def test_bulk_decode() -> None:
-    pairs = [(storeenc.message_key(h, i), b"") for h, i in
-             [("q:a", 1), ("q:a", 5), ("d:c:s", 2)]]
-    pairs = [(k, storeenc.encode_record(storeenc.MESSAGE, k, k[-1:])) for k, _ in pairs]
-    assert storeenc.decode_messages("s", pairs) == [
-        ("q:a", 1, b"\x01"), ("q:a", 5, b"\x05"), ("d:c:s", 2, b"\x02")]
+def _blob(n: int) -> bytes:
+    import emsfast
+    from emsfast.consts import PERSISTENT
+
+    return bytes(emsfast.BytesMessage(bytes([n])).encode(PERSISTENT, n % 10, 1000 + n, 0,
+                                                         emsfast.Queue("q")))
+
+
+def test_scan_builds_an_index_without_bodies() -> None:
+    keys = [storeenc.message_key(h, i) for h, i in [("q:a", 1), ("q:a", 5), ("d:c:s", 2)]]
+    pairs = [(k, storeenc.encode_record(storeenc.MESSAGE, k, _blob(i)))
+             for k, i in zip(keys, (1, 5, 2), strict=True)]
+    it = iter(pairs)
+    first = storeenc.scan_messages("s", it, 2, lambda *a: a, {("q:a", 5): 3})
+    rest = storeenc.scan_messages("s", it, 2, lambda *a: a, {})
+    assert first == [("q:a", 1, None, 0, len(_blob(1)), 2, 1, 1001, 0),
+                     ("q:a", 5, None, 3, len(_blob(5)), 2, 5, 1005, 0)]
+    assert [r[:2] for r in rest] == [("d:c:s", 2)]
+    assert storeenc.scan_messages("s", it, 2, lambda *a: a, {}) == []
+
+
+def test_scan_reports_a_bad_message_header() -> None:
+    key = storeenc.message_key("q:a", 9)
+    rec = storeenc.encode_record(storeenc.MESSAGE, key, b"not a message")
+    with pytest.raises(StoreError, match="q:a/9: bad message"):
+        storeenc.scan_messages("s", iter([(key, rec)]), 10, tuple, {})
