@@ -12,6 +12,7 @@ transaction: a batch is either wholly in the file or not at all, and its future
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,8 @@ from emsfast.log import log
 
 # Ops: (PUT, db, key, value) | (DEL, db, key, None) | (DELPREFIX, db, prefix, None)
 PUT, DEL, DELPREFIX = 1, 2, 3
+# Below this much free space a failed commit is reported as a full disk.
+_LOW_DISK = 16 << 20
 Op = tuple[int, Any, bytes, bytes | None]
 
 
@@ -143,9 +146,19 @@ class EnvWriter(threading.Thread):
                     pass
                 return exc
             except Exception as exc:    # lmdb.Error, OSError (disk full), a bug: never die
-                msg = f"store '{self.store_name}': write failed: {exc}"
+                msg = f"store '{self.store_name}': write failed: {exc}{self._disk_hint()}"
                 log.error(msg[0].upper() + msg[1:])
                 return StoreError(msg)
+
+    def _disk_hint(self) -> str:
+        # LMDB reports a short write on a full disk as EIO; say what it really is.
+        try:
+            free = shutil.disk_usage(self.env.path()).free
+        except OSError:
+            return ""
+        if free < _LOW_DISK:
+            return f" (disk full: {free >> 10} KB free for '{self.env.path()}')"
+        return ""
 
     def _commit(self, batches: list[Batch]) -> None:
         with self.env.begin(write=True) as txn:

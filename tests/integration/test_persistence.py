@@ -317,3 +317,50 @@ def test_dynamic_destination_on_unknown_store_is_refused_to_the_client(tmp_path:
         assert "uses store 'nowhere', which is not defined in stores.conf" in text
     finally:
         srv.cleanup()
+
+
+async def _fill_until_refused(url: str) -> tuple[int, str]:
+    async with connection(url) as conn:
+        producer = conn.session().producer(emsfast.Queue("crash.sync"))
+        for i in range(1000):
+            try:
+                await producer.send(emsfast.BytesMessage(bytes([i % 251]) * 60_000))
+            except EmsfastError as exc:
+                return i, str(exc)
+    return 1000, "never refused"
+
+
+async def _still_serving(url: str, stored: int) -> int:
+    async with connection(url) as conn:
+        session = conn.session()
+        # Non-persistent traffic and reads of what was stored keep working.
+        await session.producer(emsfast.Queue("crash.async")).send(
+            emsfast.TextMessage("np"), delivery_mode="non_persistent")
+        got = await session.consumer(emsfast.Queue("crash.async")).receive(10)
+        assert got is not None and text_of(got) == "np"
+        consumer = session.consumer(emsfast.Queue("crash.sync"))
+        n = 0
+        while n < stored and await consumer.receive(5) is not None:
+            n += 1
+        return n
+
+
+def test_disk_full_fails_the_send_and_the_server_keeps_serving(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    srv = ServerProcess(tmp_path / "d", queues=QUEUES, params={"store": str(small / "ds")})
+    try:
+        srv.start()
+        stored, text = asyncio.run(_fill_until_refused(srv.url))
+        assert 0 < stored < 1000, text
+        assert "store failed" in text and "disk full" in text, text
+        assert "ERROR: Store '$sys.failsafe': write failed" in srv.log_text()
+        assert srv.is_running()
+        assert asyncio.run(_still_serving(srv.url, stored)) == stored
+    finally:
+        srv.cleanup()
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)
