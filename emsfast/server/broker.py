@@ -238,10 +238,7 @@ class Broker:
             except Exception as exc:
                 log.error(f"Messages of queue '{name}' not recovered: {exc}")
                 return None
-        holder = self.durables.get(name)
-        if holder is None:
-            log.error(f"Messages of durable '{name}' not recovered: the durable is gone")
-        return holder
+        return self.durables.get(name)
 
     def add_static_durables(self, durables: list[StaticDurable]) -> None:
         """Create the durables of durables.conf that recovery did not bring back."""
@@ -296,6 +293,13 @@ class Broker:
             holder.enqueue(msg)
             recovered += 1
         seen = [h for h in holders.values() if h is not None]
+        for key, found in holders.items():
+            if found is None and key.startswith("d:"):
+                # A durable record is written before any of its messages, so these
+                # are left over from an unsubscribe cut short by a crash.
+                log.warning(f"Dropping the messages of durable '{key[2:]}': it no longer "
+                            "exists (unsubscribed before a crash).")
+                self.store.remove_holder(key)
         self.recovered_holders = len(seen)
         return recovered
 

@@ -194,3 +194,24 @@ def _allow_all() -> Any:
             return DestinationProps()
 
     return AllowAll()
+
+
+def test_messages_of_a_vanished_durable_are_dropped_at_recovery(
+        tmp_path: Path, loop: asyncio.AbstractEventLoop) -> None:
+    from emsfast.config.destinations import DestinationTable
+    from emsfast.server.broker import Broker
+
+    s = LmdbStore(str(tmp_path))
+    s.open(loop)
+    wait(loop, s.put_message("$sys.nonfailsafe", "d:c:gone", 4, B(b"orphan")))
+    s.close()
+    s = LmdbStore(str(tmp_path))
+    s.open(loop)
+    broker = Broker("S", s, DestinationTable("queue", "q", []), DestinationTable("topic", "t", []))
+    assert broker.recover(s.recover()) == 0
+    wait(loop, s.flush())
+    s.close()
+    s = LmdbStore(str(tmp_path))
+    s.open(loop)
+    assert list(s.recover().messages) == []
+    s.close()
