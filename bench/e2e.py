@@ -30,6 +30,9 @@ DESCRIPTIONS = {
     "persistent": "persistent 128-byte messages, each confirmed by the broker "
                   "(send_async, window 1000, flush at the end), 1 producer -> 1 queue "
                   "consumer; end to end = first send to last receive",
+    "persistent_sync": "persistent 128-byte messages to a queue on the mode=sync store "
+                       "$sys.failsafe (every confirm waits for the fsync that covers it; "
+                       "send_async, window 1000), 1 producer -> 1 queue consumer",
     "fanout": "non-persistent 128-byte messages, 1 producer -> 4 topic subscribers; "
               "rate = messages delivered / (first send to last receive)",
     "rpc": "request/reply round trips, one at a time: requester sends to a queue with "
@@ -281,6 +284,10 @@ def cases(workload: str) -> list[Case]:
         return [Case("separate", sep, lambda b, p: run_p2p(
             b, p, mode="persistent", placement="separate", dest="bench.persistent"),
             "msgs_per_s")]
+    if workload == "persistent_sync":
+        return [Case("separate", sep, lambda b, p: run_p2p(
+            b, p, mode="persistent", placement="separate", dest="bench.sync.q"),
+            "msgs_per_s")]
     if workload == "fanout":
         return [Case("separate", "1 producer process + 4 subscriber processes",
                      run_fanout, "delivered_msgs_per_s")]
@@ -305,7 +312,8 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def queues_conf(p: Params) -> str:
     # EMS's default queue prefetch of 5 would measure round trips, not throughput.
-    return f">\nbench.> prefetch={p.prefetch}\n"
+    return (f">\nbench.> prefetch={p.prefetch}\n"
+            f"bench.sync.> prefetch={p.prefetch},store=$sys.failsafe\n")
 
 
 def topics_conf(p: Params) -> str:
