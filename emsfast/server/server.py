@@ -14,13 +14,14 @@ from typing import Any
 from emsfast._core import COMPILED
 from emsfast.config.destinations import DestinationTable, load_destinations
 from emsfast.config.sections import check_section_files
-from emsfast.config.tibemsd import TibemsdConfig
+from emsfast.config.tibemsd import TibemsdConfig, parse_service_url
 from emsfast.consts import MAX_MSG_SIZE_CEILING
 from emsfast.errors import ConfigError
 from emsfast.log import Tracer, log, parse_trace
 from emsfast.server.authz import Authz
 from emsfast.server.broker import Broker
 from emsfast.server.connection import ClientConnection
+from emsfast.server.health import HealthListener
 from emsfast.store.base import Store
 from emsfast.store.memory import MemoryStore
 
@@ -53,6 +54,9 @@ class Server:
         self._next_conn = 0
         self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop_policy().get_event_loop()
         self.stopped = asyncio.Event()
+        self.recovered = False              # listeners open after recovery: /isReady
+        self.stomp_connections: set[object] = set()
+        self._side: list[Any] = []          # health and STOMP listeners (start/stop)
 
     def next_connection_id(self) -> int:
         self._next_conn += 1
@@ -84,12 +88,21 @@ class Server:
         log.info(f"Event loop: {loop_name}; native core compiled: {COMPILED}.")
         os.makedirs(config.store, exist_ok=True)
         self.store.open(self.loop)
+        if config.health_check_listen:
+            # Before recovery: probes get 503 from /isReady, not "refused", until active.
+            await self._start_side(HealthListener(
+                self, parse_service_url(config.health_check_listen, "http")))
         log.info("Recovering state, please wait.")
         recovered = self.broker.recover(self.store.recover())
         log.info(f"Recovered {recovered} message{'s' if recovered != 1 else ''}.")
         for url in config.listen_urls:
             await self._listen(url.host, url.port)
+        self.recovered = True
         log.info("Server is active.")
+
+    async def _start_side(self, listener: Any) -> None:
+        await listener.start()
+        self._side.append(listener)
 
     async def _listen(self, host: str, port: int) -> None:
         srv = await self.loop.create_server(
@@ -108,12 +121,15 @@ class Server:
 
     async def stop(self) -> None:
         """Stop accepting, close clients, let the store finish its writes."""
+        self.recovered = False      # /isReady answers 503 from here on
         for srv in self._servers:
             srv.close()
         for conn in list(self.connections.values()):
             conn.close()
         for srv in self._servers:
             await srv.wait_closed()
+        for side in self._side:
+            await side.stop()
         try:
             await asyncio.wait_for(self.store.flush(), timeout=30)
         except Exception as exc:  # shutting down: report and go on closing
