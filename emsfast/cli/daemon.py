@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error(str(exc))
         return EXIT_CONFIG
-    setup_logging(config.logfile)
+    setup_logging(config.logfile, max_size=config.logfile_max_size)
     try:
         import uvloop
     except ImportError:
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(config: object, trace: str | None) -> int:
     from emsfast.config.tibemsd import TibemsdConfig
     from emsfast.log import log
+    from emsfast.server.sdnotify import notify
     from emsfast.server.server import Server
 
     assert isinstance(config, TibemsdConfig)
@@ -95,7 +96,9 @@ async def _serve(config: object, trace: str | None) -> int:
     # second. Freeze start-up objects and collect less often.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+    notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=Server is active.")
     await stop.wait()
+    notify("STOPPING=1\nSTATUS=Server shutting down.")
     log.info("Server shutting down.")
     await server.stop()
     log.info("Server is stopped.")

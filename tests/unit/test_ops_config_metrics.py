@@ -74,3 +74,28 @@ def test_exposition_text() -> None:
         "lat_seconds_sum 0.5\nlat_seconds_count 1\n"
     )
     assert escape_label("plain") == "plain"
+
+
+def test_rotating_log_handler_numbers_upwards(tmp_path: Path) -> None:
+    import logging
+
+    from emsfast.log import EmsFormatter, RotatingLogHandler
+
+    path = tmp_path / "emsfastd.log"
+    handler = RotatingLogHandler(str(path), 200)
+    handler.setFormatter(EmsFormatter())
+    logger = logging.getLogger("emsfast.test.rotation")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        for i in range(30):
+            logger.warning("line %d %s", i, "x" * 40)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    saved = sorted(tmp_path.glob("emsfastd.log.*"), key=lambda p: int(p.suffix[1:]))
+    assert len(saved) >= 3
+    # .1 is the oldest; each new file starts by naming the one just saved.
+    assert "line 0 " in saved[0].read_text()
+    assert path.read_text().splitlines()[0].endswith(f"Log file saved as '{saved[-1]}'.")
+    assert all(p.stat().st_size < 200 + 120 for p in saved)
