@@ -97,6 +97,11 @@ class Server:
         log.info(f"Recovered {recovered} message{'s' if recovered != 1 else ''}.")
         for url in config.listen_urls:
             await self._listen(url.host, url.port)
+        if config.stomp_listen:
+            from emsfast.server.stomp import StompListener
+
+            await self._start_side(StompListener(
+                self, parse_service_url(config.stomp_listen, "tcp")))
         self.recovered = True
         log.info("Server is active.")
 
