@@ -139,7 +139,7 @@ class HealthListener:
             for _ in range(MAX_REQUESTS_PER_CONNECTION):
                 if not await self._one(reader, writer):
                     break
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
         finally:
             self._clients.discard(task)
@@ -193,7 +193,8 @@ class HealthListener:
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         if not head_only:
             writer.write(data)
-        await writer.drain()
+        # A scraper that stops reading must not pin a task: give up after the idle time.
+        await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT)
 
 
 def _parse_head(head: bytes) -> tuple[str, str, bool]:

@@ -80,7 +80,15 @@ class StompConnection(ClientConnection):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.host = peer[0] if peer else "?"
-        self.server.stomp_connections.add(self)
+        server = self.server
+        limit = server.config.max_connections
+        # max_connections counts every client, whichever protocol it speaks.
+        if limit and len(server.connections) + len(server.stomp_connections) >= limit:
+            log.warning(f"[{self.host}]: STOMP connect failed: max_connections ({limit}) reached")
+            self.write("ERROR", {"message": f"max_connections ({limit}) reached"})
+            self.close()
+            return
+        server.stomp_connections.add(self)
         self._handshake_timer = self.loop.call_later(
             self.server.config.handshake_timeout or 3, self._handshake_expired)
 
@@ -121,9 +129,8 @@ class StompConnection(ClientConnection):
         for timer in (self._hb_send, self._hb_check):
             if timer is not None:
                 timer.cancel()
-        for session, acks in self.tx.values():
-            self.sessions.setdefault(session.id, session)
-            self.redeliver([d for _, d in acks])
+        for _session, acks in self.tx.values():
+            self.redeliver([d for _, d in acks])   # acked inside a transaction never committed
         super().connection_lost(exc)
 
     def write(self, command: str, headers: dict[str, str], body: bytes = b"") -> None:

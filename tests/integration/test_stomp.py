@@ -207,21 +207,29 @@ def test_selector_header(stomp_client, uniq):
     assert frames.message().body == "blue one"
 
 
+def read_until_closed(srv, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", stomp_port(srv)), timeout=10) as raw:
+        if data:
+            raw.sendall(data)
+        reply = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                chunk = raw.recv(4096)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            reply += chunk
+    return reply
+
+
 def test_bad_frame_gets_error_and_others_are_unaffected(server, stomp_client, uniq):
     q = "/queue/" + uniq("sb")
     good, frames = stomp_client()
     good.subscribe(q, id="s", receipt="ok")
     assert frames.receipt() == "ok"
-    with socket.create_connection(("127.0.0.1", stomp_port(server)), timeout=10) as raw:
-        raw.sendall(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
-        raw.sendall(b"BOGUS\n\n\0")
-        reply = b""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            chunk = raw.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
+    reply = read_until_closed(server, b"CONNECT\naccept-version:1.2\nhost:x\n\n\0BOGUS\n\n\0")
     assert reply.startswith(b"CONNECTED\n")
     assert b"\nERROR\n" in reply or b"\0ERROR\n" in reply
     assert b"unknown command" in reply
@@ -281,3 +289,11 @@ def test_login_and_acls(secure_server):
     finally:
         if conn.is_connected():
             conn.disconnect()
+
+
+def test_max_connections_counts_stomp_clients(server_factory):
+    srv = server_factory(max_connections=1, params={"stomp_listen": "tcp://127.0.0.1:0"})
+    with emsfast.blocking.connect(srv.url):
+        # Refused before any frame is read: an ERROR frame, then the socket closes.
+        assert read_until_closed(srv, b"").startswith(b"ERROR\n")
+    assert "STOMP connect failed: max_connections (1) reached" in srv.log_text()
