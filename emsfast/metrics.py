@@ -20,7 +20,12 @@ COMMIT_BUCKETS: tuple[float, ...] = (
 
 
 class Histogram:
-    """Cumulative-bucket histogram; ``observe`` is O(log buckets) and allocation-free."""
+    """Cumulative-bucket histogram; ``observe`` is O(log buckets) and allocation-free.
+
+    A store's writer thread may call ``observe`` while the loop renders a scrape:
+    the scrape derives ``+Inf`` and ``_count`` from one pass over the buckets, so
+    what it shows is always self-consistent.
+    """
 
     def __init__(self, buckets: Sequence[float] = COMMIT_BUCKETS) -> None:
         self.buckets = tuple(sorted(buckets))
@@ -40,7 +45,7 @@ class Histogram:
         for bound, n in zip(self.buckets, self._counts, strict=False):
             total += n
             out.append((_number(bound), total))
-        out.append(("+Inf", self.count))
+        out.append(("+Inf", total + self._counts[-1]))
         return out
 
 
@@ -77,10 +82,11 @@ class Exposition:
     def histogram(self, name: str, help_text: str, hist: Histogram) -> None:
         self._lines.append(f"# HELP {name} {help_text}")
         self._lines.append(f"# TYPE {name} histogram")
-        for le, n in hist.cumulative():
+        buckets = hist.cumulative()
+        for le, n in buckets:
             self._lines.append(f'{name}_bucket{{le="{le}"}} {n}')
         self._lines.append(f"{name}_sum {_number(hist.sum)}")
-        self._lines.append(f"{name}_count {hist.count}")
+        self._lines.append(f"{name}_count {buckets[-1][1]}")
 
     def text(self) -> str:
         return "\n".join(self._lines) + "\n"

@@ -99,3 +99,25 @@ def test_rotating_log_handler_numbers_upwards(tmp_path: Path) -> None:
     assert "line 0 " in saved[0].read_text()
     assert path.read_text().splitlines()[0].endswith(f"Log file saved as '{saved[-1]}'.")
     assert all(p.stat().st_size < 200 + 120 for p in saved)
+
+
+def test_metrics_show_store_histogram_and_standby() -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from emsfast.server.health import is_ready, render_metrics
+
+    hist = Histogram((0.001,))
+    hist.observe(0.0004)
+    server: Any = SimpleNamespace(
+        broker=SimpleNamespace(queues={}, topics={}), connections={}, stomp_connections=set(),
+        store=SimpleNamespace(commit_latency=hist), recovered=True, ft_state="standby",
+        failovers=2)
+    text = render_metrics(server)
+    assert 'emsfast_store_commit_seconds_bucket{le="0.001"} 1' in text
+    assert "emsfast_store_commit_seconds_count 1" in text
+    assert 'emsfast_ft_state{state="standby"} 1' in text
+    assert "emsfast_ft_failovers_total 2" in text
+    assert "emsfast_ready 0" in text and not is_ready(server)
+    server.store = SimpleNamespace()     # a store without the hook: no histogram family
+    assert "emsfast_store_commit_seconds" not in render_metrics(server)
