@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from typing import Any
+from typing import Any, Protocol
 
 from emsfast._core import COMPILED
 from emsfast.config.destinations import DestinationTable, load_destinations
@@ -30,6 +30,14 @@ def load_destination_tables(config: TibemsdConfig) -> tuple[DestinationTable, De
     queues = load_destinations(config.queues, "queue", required=config.is_set("queues"))
     topics = load_destinations(config.topics, "topic", required=config.is_set("topics"))
     return queues, topics
+
+
+class SideListener(Protocol):
+    """A listener beside the client ones (health, STOMP), started and stopped with them."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Server:
@@ -56,7 +64,7 @@ class Server:
         self.stopped = asyncio.Event()
         self.recovered = False              # listeners open after recovery: /isReady
         self.stomp_connections: set[object] = set()
-        self._side: list[Any] = []          # health and STOMP listeners (start/stop)
+        self._side: list[SideListener] = []
 
     def next_connection_id(self) -> int:
         self._next_conn += 1
@@ -105,7 +113,7 @@ class Server:
         self.recovered = True
         log.info("Server is active.")
 
-    async def _start_side(self, listener: Any) -> None:
+    async def _start_side(self, listener: SideListener) -> None:
         await listener.start()
         self._side.append(listener)
 

@@ -297,3 +297,9 @@ def test_max_connections_counts_stomp_clients(server_factory):
         # Refused before any frame is read: an ERROR frame, then the socket closes.
         assert read_until_closed(srv, b"").startswith(b"ERROR\n")
     assert "STOMP connect failed: max_connections (1) reached" in srv.log_text()
+
+
+def test_silent_client_is_dropped_after_handshake_timeout(server_factory):
+    srv = server_factory(params={"stomp_listen": "tcp://127.0.0.1:0", "handshake_timeout": "1"})
+    reply = read_until_closed(srv, b"")
+    assert reply.startswith(b"ERROR\n") and b"no CONNECT frame" in reply
