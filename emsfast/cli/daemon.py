@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error(str(exc))
         return EXIT_CONFIG
-    setup_logging(config.logfile)
+    setup_logging(config.logfile, max_size=config.logfile_max_size)
     try:
         import uvloop
     except ImportError:
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(config: object, trace: str | None) -> int:
     from emsfast.config.tibemsd import TibemsdConfig
     from emsfast.log import log
+    from emsfast.server.sdnotify import notify
     from emsfast.server.server import Server
 
     assert isinstance(config, TibemsdConfig)
@@ -98,11 +99,13 @@ async def _serve(config: object, trace: str | None) -> int:
     # second. Freeze start-up objects and collect less often.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+    notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=Server is active.")
     # Either a signal or the server itself (fenced) ends the run.
     waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.shutdown.wait())]
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     for w in waits:
         w.cancel()
+    notify("STOPPING=1\nSTATUS=Server shutting down.")
     log.info("Server shutting down.")
     await server.stop()
     log.info("Server is stopped.")

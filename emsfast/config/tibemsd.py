@@ -55,7 +55,6 @@ REPEATABLE = frozenset(
 # so a later issue can give them a field and write-back never loses them.
 LATER_PARAMS = frozenset(
     {
-        "logfile_max_size",
         "msg_swapping",
         "flow_control",
         "routing",
@@ -127,6 +126,32 @@ def _listen(value: str) -> str:
     return value.strip()
 
 
+def parse_service_url(text: str, scheme: str) -> ListenURL:
+    """``http://:7220``, ``tcp://host:61613``: a side listener's URL (empty host = all).
+
+    Returned with scheme ``tcp`` so the listener code treats it like ``listen``.
+    """
+    url = text.strip()
+    given, sep, rest = url.partition("://")
+    if not sep:
+        given, rest = scheme, url
+    if given.lower() != scheme:
+        raise ValueError(f"expected a {scheme}:// URL, got {text!r}")
+    if rest.startswith(":"):
+        rest = rest[1:]  # "http://:7220" is every interface, as in EMS's samples
+    return parse_url("tcp://" + rest)
+
+
+def _health_url(value: str) -> str:
+    parse_service_url(value, "http")
+    return value.strip()
+
+
+def _stomp_url(value: str) -> str:
+    parse_service_url(value, "tcp")
+    return value.strip()
+
+
 def _ft_active(value: str) -> str:
     parse_url_list(value)
     return value.strip()
@@ -157,6 +182,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     **dict.fromkeys(FILE_PARAMS, _text),
     "store": _text,
     "logfile": _text,
+    "logfile_max_size": parse_size,
     "log_trace": _text,
     "console_trace": _text,
     "max_connections": _nonneg_int,
@@ -172,6 +198,8 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "server_heartbeat_client": parse_seconds,
     "client_timeout_server_connection": parse_seconds,
     "startup_abort_list": _abort_list,
+    "health_check_listen": _health_url,
+    "stomp_listen": _stomp_url,
     "npsend_check_mode": _npsend,
     **dict.fromkeys(
         (
@@ -220,6 +248,7 @@ class TibemsdConfig:
     bridges: str = "bridges.conf"
     store: str = "datastore"
     logfile: str | None = None
+    logfile_max_size: int = 0
     log_trace: str = "DEFAULT"
     console_trace: str = "DEFAULT"
     max_connections: int = 0
@@ -236,6 +265,8 @@ class TibemsdConfig:
     client_timeout_server_connection: float = 0
     startup_abort_list: frozenset[str] = frozenset()
     npsend_check_mode: str = ""
+    health_check_listen: str = ""
+    stomp_listen: str = ""
     ssl_server_identity: str = ""
     ssl_server_key: str = ""
     ssl_password: str = ""

@@ -11,20 +11,21 @@ import gc
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from emsfast._core import COMPILED
 from emsfast.config.destinations import DestinationTable, load_destinations
 from emsfast.config.durables import StaticDurable, load_durables
 from emsfast.config.sections import check_section_files
 from emsfast.config.stores import StoreConfig, load_stores
-from emsfast.config.tibemsd import TibemsdConfig
+from emsfast.config.tibemsd import TibemsdConfig, parse_service_url
 from emsfast.consts import MAX_MSG_SIZE_CEILING
 from emsfast.errors import ConfigError
 from emsfast.log import Tracer, log, parse_trace
 from emsfast.server.authz import Authz
 from emsfast.server.broker import Broker
 from emsfast.server.connection import ClientConnection
+from emsfast.server.health import HealthListener
 from emsfast.store.base import Store
 from emsfast.store.lmdb_store import LmdbStore
 
@@ -36,6 +37,14 @@ def load_destination_tables(config: TibemsdConfig) -> tuple[DestinationTable, De
     queues = load_destinations(config.queues, "queue", required=config.is_set("queues"))
     topics = load_destinations(config.topics, "topic", required=config.is_set("topics"))
     return queues, topics
+
+
+class SideListener(Protocol):
+    """A listener beside the client ones (health, STOMP), started and stopped with them."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Server:
@@ -73,6 +82,9 @@ class Server:
         self._next_conn = 0
         self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop_policy().get_event_loop()
         self.stopped = asyncio.Event()
+        self.recovered = False              # listeners open after recovery: /isReady
+        self.stomp_connections: set[object] = set()
+        self._side: list[SideListener] = []
 
     def next_connection_id(self) -> int:
         self._next_conn += 1
@@ -119,6 +131,10 @@ class Server:
         loop_name = type(self.loop).__module__.split(".")[0]
         log.info(f"Event loop: {loop_name}; native core compiled: {COMPILED}.")
         self.store.open(self.loop)
+        if config.health_check_listen:
+            # Before recovery: probes get 503 from /isReady, not "refused", until active.
+            await self._start_side(HealthListener(
+                self, parse_service_url(config.health_check_listen, "http")))
         try:
             log.info("Recovering state, please wait.")
             began = time.perf_counter()
@@ -141,7 +157,17 @@ class Server:
             raise
         for url in config.listen_urls:
             await self._listen(url.host, url.port)
+        if config.stomp_listen:
+            from emsfast.server.stomp import StompListener
+
+            await self._start_side(StompListener(
+                self, parse_service_url(config.stomp_listen, "tcp")))
+        self.recovered = True
         log.info("Server is active.")
+
+    async def _start_side(self, listener: SideListener) -> None:
+        await listener.start()
+        self._side.append(listener)
 
     async def _listen(self, host: str, port: int) -> None:
         srv = await self.loop.create_server(
@@ -160,12 +186,15 @@ class Server:
 
     async def stop(self) -> None:
         """Stop accepting, close clients, let the store finish its writes."""
+        self.recovered = False      # /isReady answers 503 from here on
         for srv in self._servers:
             srv.close()
         for conn in list(self.connections.values()):
             conn.close()
         for srv in self._servers:
             await srv.wait_closed()
+        for side in self._side:
+            await side.stop()
         try:
             await asyncio.wait_for(self.store.flush(), timeout=30)
         except Exception as exc:  # shutting down: report and go on closing

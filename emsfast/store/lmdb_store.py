@@ -29,6 +29,7 @@ from emsfast._core.storeenc import message_key, message_record
 from emsfast.config.stores import META, StoreConfig, default_stores
 from emsfast.errors import FencedError, StoreError, StoreLockedError
 from emsfast.ft.lock import FileStoreLock, StoreLock
+from emsfast.metrics import Histogram
 from emsfast.store.base import DurableRecord, RecoveredState, StoredMessage
 from emsfast.store.writer import DEL, DELPREFIX, PUT, Batch, EnvWriter
 
@@ -131,6 +132,8 @@ class LmdbStore:
         self._sync_interval = sync_interval
         self._map_size = map_size
         self._max_map_size = max_map_size
+        # Every environment's commits, fsync included (emsfast_store_commit_seconds).
+        self.commit_latency = Histogram()
         self._mounts = mounts
         self._envs: dict[str, _Env] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -221,7 +224,7 @@ class LmdbStore:
             e.writer = EnvWriter(
                 e.cfg.name, e.env, self._loop, self._epoch_checker(e), self._committed(e),
                 self._fence, sync_interval=None if e.cfg.sync else self._sync_interval,
-                max_map_size=self._max_map_size)
+                max_map_size=self._max_map_size, latency=self.commit_latency)
             e.writer.start()
         return e.writer
 

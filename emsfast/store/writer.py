@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ import lmdb
 
 from emsfast.errors import FencedError, StoreError
 from emsfast.log import log
+from emsfast.metrics import Histogram
 
 # Ops: (PUT, db, key, value) | (DEL, db, key, None) | (DELPREFIX, db, prefix, None)
 PUT, DEL, DELPREFIX = 1, 2, 3
@@ -57,7 +59,7 @@ class EnvWriter(threading.Thread):
                  check: Callable[[lmdb.Transaction], None],
                  on_commit: Callable[[lmdb.Transaction, list[Batch]], None],
                  on_fenced: Callable[[str], None], *, sync_interval: float | None,
-                 max_map_size: int) -> None:
+                 max_map_size: int, latency: Histogram | None = None) -> None:
         super().__init__(name=f"store-writer {name}", daemon=True)
         self.store_name = name
         self.env = env
@@ -73,6 +75,7 @@ class EnvWriter(threading.Thread):
         self.fenced: str | None = None
         self._dirty = False
         self.commits = 0
+        self._latency = latency                 # commit (+ fsync) seconds, for /metrics
 
     def submit(self, batch: Batch) -> None:
         with self._cond:
@@ -120,7 +123,10 @@ class EnvWriter(threading.Thread):
             return FencedError(self.fenced)
         while True:
             try:
+                began = time.perf_counter()
                 self._commit(batches)
+                if self._latency is not None:
+                    self._latency.observe(time.perf_counter() - began)
                 return None
             except lmdb.MapFullError:
                 size = self.env.info()["map_size"]
