@@ -148,13 +148,15 @@ def split_message_key(bytes key not None):
     return p[:n - 9].decode("utf-8"), mid
 
 
-def scan_messages(str store, pairs, Py_ssize_t limit, make, dict counts):
+def scan_messages(str store, pairs, Py_ssize_t limit, make, dict counts,
+                  list skipped=None):
     """Recovery index: up to ``limit`` message records from the iterator ``pairs``
     → ``[make(holder, id, None, count, size, mode, priority, timestamp, expiration)]``.
 
     Every CRC is checked and every message header validated, but no body is kept:
     delivery loads it again (``LmdbStore.load_blob``). ``counts`` maps
-    ``(holder, id)`` to a persisted delivery count.
+    ``(holder, id)`` to a persisted delivery count. A corrupt record raises
+    StoreError, or, when ``skipped`` is a list, has its reason appended there.
     """
     cdef list out = []
     cdef object holder = None
@@ -172,16 +174,22 @@ def scan_messages(str store, pairs, Py_ssize_t limit, make, dict counts):
         kn = PyBytes_GET_SIZE(key)
         v = PyBytes_AS_STRING(value)
         vn = PyBytes_GET_SIZE(value)
-        if kn < 10 or k[kn - 9] != 0:
-            raise StoreError(_where(store, key, "malformed message key"))
-        if vn < STORE_RECORD_HEADER or <unsigned char>v[0] != STORE_FORMAT_VERSION \
-                or <unsigned char>v[1] != REC_MESSAGE \
-                or ems_load_u32(v + 2) != record_crc(<const char *>k, kn, v, vn):
-            decode_record(store, key, value, REC_MESSAGE)    # raises with the reason
         try:
-            read_header(v + STORE_RECORD_HEADER, vn - STORE_RECORD_HEADER, &h)
-        except ValueError as exc:
-            raise StoreError(_where(store, key, f"bad message: {exc}")) from None
+            if kn < 10 or k[kn - 9] != 0:
+                raise StoreError(_where(store, key, "malformed message key"))
+            if vn < STORE_RECORD_HEADER or <unsigned char>v[0] != STORE_FORMAT_VERSION \
+                    or <unsigned char>v[1] != REC_MESSAGE \
+                    or ems_load_u32(v + 2) != record_crc(<const char *>k, kn, v, vn):
+                decode_record(store, key, value, REC_MESSAGE)    # raises with the reason
+            try:
+                read_header(v + STORE_RECORD_HEADER, vn - STORE_RECORD_HEADER, &h)
+            except ValueError as exc:
+                raise StoreError(_where(store, key, f"bad message: {exc}")) from None
+        except StoreError as exc:
+            if skipped is None:
+                raise
+            skipped.append(str(exc))
+            continue
         if kn - 9 != pn or memcmp(k, PyBytes_AS_STRING(last_prefix), <size_t>pn) != 0:
             last_prefix = key[:kn - 9]
             pn = kn - 9

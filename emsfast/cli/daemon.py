@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"-{name}", metavar=name.upper(),
                        help=f"override '{name}' of the configuration file")
     p.add_argument("-trace", metavar="ITEMS", help="trace items, like log_trace (not saved)")
+    p.add_argument("-skip_corrupt_records", action="store_true",
+                   help="recover past corrupt store records (each is logged and left on "
+                        "disk) instead of stopping with exit code 2")
     p.add_argument("-version", action="store_true", help="print the version and exit")
     return p
 
@@ -63,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     with runner:
-        return runner.run(_serve(config, args.trace))
+        return runner.run(_serve(config, args.trace, args.skip_corrupt_records))
 
 
-async def _serve(config: object, trace: str | None) -> int:
+async def _serve(config: object, trace: str | None, skip_corrupt: bool) -> int:
     from emsfast.config.tibemsd import TibemsdConfig
     from emsfast.log import log
     from emsfast.server.sdnotify import notify
@@ -80,7 +83,7 @@ async def _serve(config: object, trace: str | None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        server = Server(config, trace=trace)
+        server = Server(config, trace=trace, skip_corrupt=skip_corrupt)
         await server.start()
     except ConfigError as exc:
         log.error(str(exc))

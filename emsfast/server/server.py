@@ -49,7 +49,7 @@ class SideListener(Protocol):
 
 class Server:
     def __init__(self, config: TibemsdConfig, store: Store | None = None,
-                 trace: str | None = None) -> None:
+                 trace: str | None = None, skip_corrupt: bool = False) -> None:
         self.config = config
         self.name = config.server
         self.max_msg_size = config.max_msg_size or MAX_MSG_SIZE_CEILING
@@ -69,7 +69,7 @@ class Server:
             config.durables, required=config.is_set("durables"), warnings=self.store_warnings)
         # Tests pass a MemoryStore; the daemon always runs on LMDB.
         self.store: Store = store if store is not None else LmdbStore(
-            config.store, self.stores, on_fenced=self._fenced)
+            config.store, self.stores, on_fenced=self._fenced, skip_corrupt=skip_corrupt)
         self.broker = Broker(self.name, self.store, self.queue_table, self.topic_table)
         self.broker.known_stores = frozenset(self.stores)
         # Set when the server must stop by itself (fenced); the daemon exits with

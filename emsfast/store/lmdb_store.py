@@ -29,6 +29,7 @@ from emsfast._core.storeenc import message_key, message_record
 from emsfast.config.stores import META, StoreConfig, default_stores
 from emsfast.errors import FencedError, StoreError, StoreLockedError
 from emsfast.ft.lock import FileStoreLock, StoreLock
+from emsfast.log import log
 from emsfast.metrics import Histogram
 from emsfast.store.base import DurableRecord, RecoveredState, StoredMessage
 from emsfast.store.writer import DEL, DELPREFIX, PUT, Batch, EnvWriter
@@ -122,8 +123,12 @@ class LmdbStore:
     def __init__(self, store_dir: str, stores: dict[str, StoreConfig] | None = None, *,
                  lock: StoreLock | None = None, on_fenced: Callable[[str], None] | None = None,
                  sync_interval: float = 1.0, map_size: int = _DEFAULT_MAP,
-                 max_map_size: int = _DEFAULT_MAX_MAP, mounts: str = "/proc/mounts") -> None:
+                 max_map_size: int = _DEFAULT_MAX_MAP, mounts: str = "/proc/mounts",
+                 skip_corrupt: bool = False) -> None:
         self.dir = os.path.abspath(store_dir)
+        # Recovery stops at a corrupt record (exit 2) unless the operator said to
+        # skip them; skipped records are logged one by one and left on disk.
+        self._skip_corrupt = skip_corrupt
         self._configs = stores if stores is not None else default_stores(self.dir)
         if META not in self._configs:
             raise StoreError(f"no '{META}' store configured")
@@ -458,12 +463,20 @@ class LmdbStore:
         meta = self._envs[META]
         with meta.env.begin() as txn:
             for key, raw in txn.cursor(db=meta.dbs["durables"]):
-                topic, selector, nolocal, client_id, name = msgpack.unpackb(
-                    storeenc.decode_record(META, key, raw, storeenc.DURABLE)[1])
+                try:
+                    payload = storeenc.decode_record(META, key, raw, storeenc.DURABLE)[1]
+                except StoreError as exc:
+                    self._corrupt(exc)
+                    continue
+                topic, selector, nolocal, client_id, name = msgpack.unpackb(payload)
                 state.durables.append(DurableRecord(key.decode(), topic, selector, nolocal,
                                                     client_id, name))
             for key, raw in txn.cursor(db=meta.dbs["dests"]):
-                storeenc.decode_record(META, key, raw, storeenc.DESTINATION)
+                try:
+                    storeenc.decode_record(META, key, raw, storeenc.DESTINATION)
+                except StoreError as exc:
+                    self._corrupt(exc)
+                    continue
                 kind, _, name = key.decode().partition("\x00")
                 state.destinations.append((kind, name))
         state.destinations.sort()
@@ -480,18 +493,33 @@ class LmdbStore:
             with e.env.begin() as txn:
                 counts: dict[tuple[str, int], int] = {}
                 for key, raw in txn.cursor(db=e.dbs["counts"]):
-                    counts[storeenc.split_message_key(key)] = int.from_bytes(
-                        storeenc.decode_record(name, key, raw, storeenc.COUNT)[1], "big")
+                    try:
+                        record = storeenc.decode_record(name, key, raw, storeenc.COUNT)[1]
+                    except StoreError as exc:
+                        self._corrupt(exc)
+                        continue
+                    counts[storeenc.split_message_key(key)] = int.from_bytes(record, "big")
                 self._counted.update(counts)
                 it = txn.cursor(db=e.msgs).iternext()
+                skipped: list[str] | None = [] if self._skip_corrupt else None
                 while chunk := storeenc.scan_messages(name, it, _SCAN_CHUNK, StoredMessage,
-                                                      counts):
+                                                      counts, skipped):
+                    if skipped:
+                        for reason in skipped:
+                            self._corrupt(StoreError(reason))
+                        skipped.clear()
                     for holder in {m.holder for m in chunk} - e.holders:
                         e.holders.add(holder)
                         self._holder_envs.setdefault(holder, []).append(e)
                     yield from chunk
             if e.writer is None and e.cfg.name != META:
                 self._remap(e)
+
+    def _corrupt(self, exc: StoreError) -> None:
+        if not self._skip_corrupt:
+            raise exc
+        log.error(f"{exc}; record skipped (told to skip corrupt records) and left "
+                  "in the store unchanged")
 
     def load_blob(self, holder: str, message_id: int) -> bytes:
         key = message_key(holder, message_id)
