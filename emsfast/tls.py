@@ -147,6 +147,8 @@ def load_identity(identity: str, key: str, password: str, issuers: Sequence[str]
 
 def _looks_pkcs12(data: bytes) -> bool:
     # A DER certificate and a PKCS#12 file both start with a SEQUENCE; try the cert.
+    if data[:1] != b"\x30":
+        return False
     try:
         x509.load_der_x509_certificate(data)
     except ValueError:
