@@ -15,6 +15,7 @@ import time
 import pytest
 
 import emsfast
+import emsfast.blocking
 from emsfast._testbase.clientutil import connection
 from emsfast._testbase.server_process import free_port_closed, run_cli
 from emsfast.errors import AuthError, ConnectionClosedError, NotAllowedError
@@ -190,6 +191,16 @@ def test_password_on_the_command_line(server_factory, pki):
                          args=["-ssl_password", KEY_PASSWORD])
     srv.start()
     assert srv.ssl_port is not None
+
+
+def test_blocking_client_over_tls(server, pki, uniq):
+    q = emsfast.Queue(uniq("blocking"))
+    with emsfast.blocking.connect(server.ssl_url, ssl_trusted=[pki.s("ca.pem")],
+                                  ssl_hostname="localhost") as conn:
+        session = conn.session()
+        session.producer(q).send(emsfast.TextMessage("sync tls"))
+        msg = session.consumer(q).receive(timeout=5)
+        assert msg is not None and msg.text == "sync tls"
 
 
 def test_cli_tools_over_tls(server, pki, tmp_path, uniq):
