@@ -337,7 +337,7 @@ def run_workload(workload: str, p: Params, progress: Progress,
 
         tmp = tempfile.mkdtemp(prefix="emsfast-bench-tls-")
         params, p.tls_trusted = tls_setup(Path(tmp))
-        # Cleaned up with the daemon's directory is not possible: this one is ours.
+        # The CA and key live outside the daemon's directory: remove them at exit.
         import atexit
         import shutil
 
