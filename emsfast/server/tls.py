@@ -187,6 +187,8 @@ class TlsListener:
             try:
                 sock, _ = await loop.sock_accept(lsock)
             except OSError as exc:  # EMFILE and kin: keep the listener, retry shortly
+                if lsock.fileno() < 0:
+                    return  # closed by stop()
                 log.error(f"ssl:// listener: accept failed: {exc}")
                 await asyncio.sleep(0.1)
                 continue

@@ -7,6 +7,7 @@ Certificates are made per module by trustme (tests/tls_pki.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import sys
@@ -18,7 +19,10 @@ import emsfast
 import emsfast.blocking
 from emsfast._testbase.clientutil import connection
 from emsfast._testbase.server_process import free_port_closed, run_cli
+from emsfast.config.tibemsd import TibemsdConfig
+from emsfast.config.urls import parse_url
 from emsfast.errors import AuthError, ConnectionClosedError, NotAllowedError
+from emsfast.server.tls import ft_client_context, ft_server_hostname
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tls_pki import KEY_PASSWORD, Pki  # noqa: E402
@@ -120,6 +124,26 @@ async def test_client_certificate_required(server_factory, pki):
             await conn.ping()
     async with connection(srv.ssl_url, **tls(pki, ssl_identity=pki.client("dave"))) as conn:
         await conn.ping()
+    srv.wait_for_line("connect failed: TLS handshake failed", 5)
+
+
+async def test_ft_initiator_context_against_a_peer_listener(server_factory, pki):
+    """What the FT link does: dial the peer's ssl:// listen URL with ft_ssl_* settings."""
+    srv = server_factory(params=pki.server_params(ssl_require_client_cert="enabled"))
+    trusted = dataclasses.replace(
+        TibemsdConfig(), ft_ssl_identity=pki.s("server.pem"), ft_ssl_private_key=pki.s(
+            "server.key"), ft_ssl_password=KEY_PASSWORD, ft_ssl_trusted=[pki.s("ca.pem")],
+        ft_ssl_expected_hostname="localhost")
+    url = parse_url(srv.ssl_url)
+    async with connection(srv.ssl_url, ssl_context=ft_client_context(trusted),
+                          ssl_hostname=ft_server_hostname(trusted, url)) as conn:
+        await conn.ping()
+    untrusted = dataclasses.replace(trusted, ft_ssl_identity=pki.s("untrusted.pem"),
+                                    ft_ssl_private_key=pki.s("untrusted.key"), ft_ssl_password="")
+    with pytest.raises(ConnectionClosedError, match="TLS"):
+        async with connection(srv.ssl_url, ssl_context=ft_client_context(untrusted),
+                              connect_attempt_count=1) as conn:
+            await conn.ping()
     srv.wait_for_line("connect failed: TLS handshake failed", 5)
 
 
