@@ -33,7 +33,7 @@ from emsfast.tls import (
 if TYPE_CHECKING:
     from emsfast.server.server import Server
 
-__all__ = ["certificate_fingerprints", "ft_client_context", "ft_server_hostname",
+__all__ = ["certificate_fingerprints", "check_ft_tls", "ft_client_context", "ft_server_hostname",
            "peer_common_name", "server_context", "use_cert_username", "TlsListener"]
 
 
@@ -94,6 +94,25 @@ def ft_client_context(config: TibemsdConfig) -> ssl.SSLContext:
         verify_host=_flag(config, "ft_ssl_verify_host", True),
         verify_hostname=_flag(config, "ft_ssl_verify_hostname", True),
         ciphers=config.ft_ssl_ciphers, prefix="ft_ssl_")
+
+
+def check_ft_tls(config: TibemsdConfig) -> list[str]:
+    """Warnings for an ``ssl://`` ft_active set up by halves (EMS.md 1.13 note)."""
+    peers = [u for u in config.ft_active_urls if u.tls]
+    if not peers:
+        return []
+    where = "{}:{}".format(*config.source.get("ft_active", (config.path, 0)))
+    out = []
+    if not config.ft_ssl_trusted and _flag(config, "ft_ssl_verify_host", True):
+        out.append(f"{where}: ft_active {peers[0]} is ssl:// but ft_ssl_trusted is not set; "
+                   "the peer's certificate must then chain to the system CAs")
+    if not config.ft_ssl_identity:
+        out.append(f"{where}: ft_active {peers[0]} is ssl:// but ft_ssl_identity is not set; "
+                   "a peer with ssl_require_client_cert refuses the link")
+    if not any(u.tls for u in config.listen_urls):
+        out.append(f"{where}: ft_active {peers[0]} is ssl:// but this server has no ssl:// "
+                   "listen URL for its peer to dial back")
+    return out
 
 
 def ft_server_hostname(config: TibemsdConfig, url: ListenURL) -> str:

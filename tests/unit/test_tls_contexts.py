@@ -18,6 +18,7 @@ from emsfast.config.urls import parse_url
 from emsfast.errors import ConfigError
 from emsfast.server.tls import (
     certificate_fingerprints,
+    check_ft_tls,
     ft_client_context,
     ft_server_hostname,
     server_context,
@@ -180,3 +181,14 @@ def test_cli_ssl_options():
         "ssl_password": "pw", "ssl_hostname": "ems", "ssl_verify_hostname": False}
     admin = admin_parser().parse_args(["-ssl_key", "k.pem"])
     assert ssl_options(admin)["ssl_key"] == "k.pem"
+
+
+def test_check_ft_tls(pki):
+    assert check_ft_tls(TibemsdConfig()) == []
+    half = dataclasses.replace(TibemsdConfig(), ft_active="ssl://peer:7243",
+                               source={"ft_active": ("tibemsd.conf", 7)})
+    warnings = check_ft_tls(half)
+    assert len(warnings) == 3 and all(w.startswith("tibemsd.conf:7: ft_active") for w in warnings)
+    whole = dataclasses.replace(half, ft_ssl_trusted=["ca.pem"], ft_ssl_identity="me.pem",
+                                listen=["ssl://0.0.0.0:7243"])
+    assert check_ft_tls(whole) == []
