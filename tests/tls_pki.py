@@ -3,7 +3,8 @@
 ``Pki(dir)`` writes: ``ca.pem`` (the CA servers and clients trust), ``server.pem``
 + ``server.key`` (localhost and 127.0.0.1, key encrypted with ``KEY_PASSWORD``),
 ``server-bundle.pem`` (cert + clear key in one file), ``server.p12`` (PKCS#12),
-``client-<cn>.pem`` with its key inside, ``expired.pem``/``expired.key``, and an
+``client-<cn>.pem`` with its key inside, ``expired.pem``/``expired.key``,
+``chained.pem``/``chained.key`` signed by ``intermediate.pem``, and an
 ``other-ca.pem`` nobody signed with.
 """
 
@@ -50,6 +51,12 @@ class Pki:
         self.path("untrusted.pem").write_bytes(other.cert_chain_pems[0].bytes())
         self.path("untrusted.key").write_bytes(other.private_key_pem.bytes())
         self.path("notpem.pem").write_text("this is not a certificate\n")
+        # Signed by an intermediate CA: peers trusting ca.pem need the issuer chain.
+        child = self.ca.create_child_ca()
+        chained = child.issue_cert("localhost", "127.0.0.1")
+        self.path("chained.pem").write_bytes(chained.cert_chain_pems[0].bytes())
+        self.path("chained.key").write_bytes(chained.private_key_pem.bytes())
+        child.cert_pem.write_to_path(str(self.path("intermediate.pem")))
 
     def path(self, name: str) -> Path:
         return self.root / name

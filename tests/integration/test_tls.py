@@ -179,6 +179,18 @@ async def test_expired_server_certificate(server_factory, pki):
         await emsfast.connect(srv.ssl_url, **tls(pki))
 
 
+async def test_issuer_chain_is_sent(server_factory, pki):
+    chained = {"ssl_server_identity": pki.s("chained.pem"),
+               "ssl_server_key": pki.s("chained.key"), "ssl_password": ""}
+    srv = server_factory(params=pki.server_params(
+        ssl_server_issuer=pki.s("intermediate.pem"), **chained))
+    async with connection(srv.ssl_url, **tls(pki)) as conn:  # trusts the root only
+        await conn.ping()
+    bare = server_factory(params=pki.server_params(**chained))
+    with pytest.raises(ConnectionClosedError, match="not trusted"):
+        await emsfast.connect(bare.ssl_url, **tls(pki))
+
+
 def _failed_start(server_factory, **params):
     srv = server_factory(start=False, params=params)
     srv.start(wait_ready=False)
