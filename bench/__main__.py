@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--prefetch", type=int, default=1000, help="prefetch of bench.> destinations")
     r.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
                    help="event loop of the client processes")
+    r.add_argument("--tls", action="store_true",
+                   help="clients connect to an ssl:// listener (self-made certificates)")
     r.add_argument("--out", type=Path, help=f"result JSON (default {DEFAULT_OUT})")
     r.add_argument("--no-readme", action="store_true", help="do not update bench/README.md")
     r.add_argument("--no-micro", action="store_true", help="skip the codec micro-benchmark")
@@ -65,7 +67,7 @@ def run(a: argparse.Namespace) -> int:
         runs=a.runs,
         count=a.count or (QUICK_COUNT if a.quick else 200_000),
         rpc_count=a.rpc_count or (QUICK_RPC if a.quick else 20_000),
-        body=a.body, ack=a.ack, prefetch=a.prefetch, loop=a.loop)
+        body=a.body, ack=a.ack, prefetch=a.prefetch, loop=a.loop, tls=a.tls)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     out: Path = a.out or (RAW_DIR / f"quick-{stamp}.json" if a.quick else DEFAULT_OUT)
     keep = a.out is not None or not a.quick

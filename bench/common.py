@@ -30,7 +30,7 @@ RAW_DIR = RESULTS_DIR / "raw"
 
 READY_LINE = "Server is active."
 # EMS.md 1.14: "Accepting connections on tcp://myhost/127.0.0.1:7222."
-_ACCEPTING = re.compile(r"Accepting connections on tcp://[^/\s]*/([^\s]+):(\d+)\.")
+_ACCEPTING = re.compile(r"Accepting connections on (tcp|ssl)://[^/\s]*/([^\s]+):(\d+)\.")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -260,11 +260,12 @@ class Daemon:
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.scheme = "tcp"
         self._drain: _Drain | None = None
 
     @property
     def url(self) -> str:
-        return f"tcp://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -304,7 +305,7 @@ class Daemon:
             m = _ACCEPTING.search("".join(drain.lines))
         if m is None:
             raise RuntimeError(f"emsfastd logged no 'Accepting connections' line:\n{self.log()}")
-        self.port = int(m.group(2))
+        self.scheme, self.port = m.group(1), int(m.group(3))
 
     def log(self) -> str:
         if self._drain is None:

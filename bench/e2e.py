@@ -12,9 +12,11 @@ import json
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 from bench.baseline import loopback_rtt
@@ -55,6 +57,8 @@ class Params:
     window: int = 1000
     loop: str = "uvloop"
     roles_module: str = "bench.roles"
+    tls: bool = False             # clients on an ssl:// listener (bench/tlscerts.py)
+    tls_trusted: str = ""         # CA file the roles trust; set by run_workload
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -137,6 +141,8 @@ class Roles:
         p = self.p
         argv = [role, "--url", self.broker.url, "--size", str(p.size), "--body", p.body,
                 "--ack", p.ack, "--window", str(p.window), "--loop", p.loop, *args]
+        if p.tls_trusted:
+            argv += ["--ssl-trusted", p.tls_trusted]
         child = Child(name, argv, p.roles_module)
         self.children.append(child)
         return child
@@ -325,7 +331,19 @@ def run_workload(workload: str, p: Params, progress: Progress,
                  ) -> dict[str, Any]:
     """One fresh broker per workload; per case 1 warm-up + ``p.runs`` measured runs."""
     result: dict[str, Any] = {"description": DESCRIPTIONS[workload], "cases": {}}
-    with Daemon(queues_conf(p), topics_conf(p)) as broker:
+    params: dict[str, str] = {}
+    if p.tls:
+        from bench.tlscerts import tls_setup
+
+        tmp = tempfile.mkdtemp(prefix="emsfast-bench-tls-")
+        params, p.tls_trusted = tls_setup(Path(tmp))
+        # The CA and key live outside the daemon's directory: remove them at exit.
+        import atexit
+        import shutil
+
+        atexit.register(shutil.rmtree, tmp, True)
+        result["description"] += " (over TLS: ssl:// listener, TLS 1.3, default ciphers)"
+    with Daemon(queues_conf(p), topics_conf(p), params=params) as broker:
         for case in cases(workload):
             label = f"{workload}/{case.name}"
             progress.step(f"{label}: warm-up")

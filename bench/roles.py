@@ -201,7 +201,8 @@ async def _pair(conn_p: emsfast.Connection, conn_c: emsfast.Connection,
 
 
 async def _main(a: argparse.Namespace) -> dict[str, Any]:
-    conn = await emsfast.connect(a.url)
+    tls: dict[str, Any] = {"ssl_trusted": a.ssl_trusted} if a.ssl_trusted else {}
+    conn = await emsfast.connect(a.url, **tls)
     conns = [conn]
     try:
         if a.role == "produce":
@@ -212,7 +213,7 @@ async def _main(a: argparse.Namespace) -> dict[str, Any]:
             return await _request(conn, a)
         if a.role == "respond":
             return await _respond(conn, a)
-        conns.append(await emsfast.connect(a.url))
+        conns.append(await emsfast.connect(a.url, **tls))
         return await _pair(conn, conns[1], a)
     finally:
         for c in conns:
@@ -233,6 +234,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ack", default="auto")
     p.add_argument("--window", type=int, default=1000)
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    p.add_argument("--ssl-trusted", default="", help="CA file, for ssl:// URLs")
     return p.parse_args(argv)
 
 

@@ -78,7 +78,8 @@ class ServerProcess:
 
     ``queues``/``topics`` are the text of queues.conf/topics.conf (default: a single
     ``>`` line, so any name may be created). ``params`` adds or overrides
-    tibemsd.conf parameters; ``args`` are extra command-line options.
+    tibemsd.conf parameters (``listen`` may list several URLs, comma-separated);
+    ``args`` are extra command-line options.
     """
 
     def __init__(
@@ -122,7 +123,9 @@ class ServerProcess:
             self.params.update(params)
         self.config_path = self.workdir / "tibemsd.conf"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.port: int | None = None
+        self.port: int | None = None     # the first tcp:// listener's (else the first's)
+        self.tcp_port: int | None = None
+        self.ssl_port: int | None = None
         self.host: str | None = None
         self._cond = threading.Condition()
         self._stderr: _Drain | None = None
@@ -133,7 +136,10 @@ class ServerProcess:
     def write_config(self) -> Path:
         """Write tibemsd.conf, queues.conf and topics.conf; return tibemsd.conf's path."""
         lines = ["# written by emsfast._testbase.ServerProcess"]
-        lines += [f"{key} = {value}" for key, value in self.params.items()]
+        for key, value in self.params.items():
+            # listen is repeatable: "tcp://127.0.0.1:0,ssl://127.0.0.1:0" is two lines.
+            values = value.split(",") if key == "listen" else [value]
+            lines += [f"{key} = {v.strip()}" for v in values]
         self.config_path.write_text("\n".join(lines) + "\n")
         Path(self.params["queues"]).write_text(self.queues)
         Path(self.params["topics"]).write_text(self.topics)
@@ -170,14 +176,19 @@ class ServerProcess:
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until the ready line; raise with the log if the daemon dies or hangs."""
         self.wait_for_line(READY_LINE, timeout if timeout is not None else self.ready_timeout)
-        m = _ACCEPTING.search(self.log_text())
-        if m is None:
+        found = _ACCEPTING.findall(self.log_text())
+        if not found:
             self.kill()
             raise RuntimeError(
                 "emsfastd is active but logged no 'Accepting connections on "
                 f"tcp://<host>/<ip>:<port>.' line:\n{self.log_text()}"
             )
-        self.host, self.port = m.group(3), int(m.group(4))
+        tcp = [f for f in found if f[0] == "tcp"]
+        tls = [f for f in found if f[0] == "ssl"]
+        first = tcp[0] if tcp else found[0]
+        self.host, self.port = first[2], int(first[3])
+        self.tcp_port = int(tcp[0][3]) if tcp else None
+        self.ssl_port = int(tls[0][3]) if tls else None
 
     def wait_for_line(self, text: str, timeout: float) -> str:
         """Wait until a stderr line contains ``text`` (a substring); return that line."""
@@ -254,9 +265,18 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
+        """The first tcp:// listener's URL (the ssl:// one when there is no tcp://)."""
         if self.port is None:
             raise RuntimeError("server not ready: no port yet")
-        return f"tcp://127.0.0.1:{self.port}"
+        scheme = "tcp" if self.tcp_port is not None else "ssl"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def ssl_url(self) -> str:
+        """``ssl://127.0.0.1:PORT`` of the first ``listen = ssl://...`` listener."""
+        if self.ssl_port is None:
+            raise RuntimeError("server has no ssl:// listener (or is not ready)")
+        return f"ssl://127.0.0.1:{self.ssl_port}"
 
     @property
     def pid(self) -> int:

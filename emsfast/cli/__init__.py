@@ -12,7 +12,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["EmsArgumentParser", "fail", "run_async"]
+__all__ = ["EmsArgumentParser", "add_ssl_options", "fail", "run_async", "ssl_options"]
 
 
 class EmsArgumentParser(argparse.ArgumentParser):
@@ -29,6 +29,36 @@ class EmsArgumentParser(argparse.ArgumentParser):
         )
         self.add_argument("-help", "-h", "--help", action="help",
                           help="show this help and exit")
+
+
+def add_ssl_options(parser: argparse.ArgumentParser) -> None:
+    """EMS's sample-client TLS options; used with ``ssl://`` server URLs."""
+    g = parser.add_argument_group("TLS (ssl:// URLs)")
+    g.add_argument("-ssl_trusted", action="append", default=[], metavar="FILE",
+                   help="CA certificate(s) trusted to sign the server's (repeatable; "
+                        "default: the system CAs)")
+    g.add_argument("-ssl_identity", default="", metavar="FILE",
+                   help="client certificate (PEM, DER or PKCS#12), for servers that "
+                        "require one")
+    g.add_argument("-ssl_key", default="", metavar="FILE",
+                   help="client private key, if not inside -ssl_identity")
+    g.add_argument("-ssl_password", default="", metavar="PW", help="private key password")
+    g.add_argument("-ssl_hostname", default="", metavar="NAME",
+                   help="name expected in the server certificate (default: the URL's host)")
+    g.add_argument("-ssl_noverifyhostname", action="store_true",
+                   help="do not check the name in the server certificate")
+
+
+def ssl_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``emsfast.connect`` keyword arguments from ``add_ssl_options``' options."""
+    return {
+        "ssl_trusted": list(args.ssl_trusted),
+        "ssl_identity": args.ssl_identity,
+        "ssl_key": args.ssl_key,
+        "ssl_password": args.ssl_password,
+        "ssl_hostname": args.ssl_hostname,
+        "ssl_verify_hostname": not args.ssl_noverifyhostname,
+    }
 
 
 def fail(prog: str, exc: BaseException | str) -> int:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from emsfast.cli import EmsArgumentParser, fail
+from emsfast.cli import EmsArgumentParser, add_ssl_options, fail, ssl_options
 
 PROG = "emsfast-admin"
 HISTORY = os.path.join(os.path.expanduser("~"), ".emsfast_admin_history")
@@ -44,22 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "and exit")
     p.add_argument("-ignore", action="store_true",
                    help="in a script, go on after a failed command")
+    add_ssl_options(p)
     return p
 
 
 class AdminSession:
     """The connection to a server, driven from synchronous code (input() waits)."""
 
-    def __init__(self, url: str, user: str) -> None:
+    def __init__(self, url: str, user: str, tls: dict[str, Any] | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.conn: Any = None
         self.url = url
         self.user = user
+        self.tls = tls or {}  # ssl_* connect() options, also for 'connect ssl://...'
 
     def connect(self, url: str, user: str, password: str | None) -> None:
         from emsfast.client.connection import connect
 
-        conn = self.loop.run_until_complete(connect(url, user=user, password=password))
+        tls = self.tls if url.strip().lower().startswith("ssl://") else {}
+        conn = self.loop.run_until_complete(connect(url, user=user, password=password, **tls))
         self.close()
         self.conn, self.url, self.user = conn, url, user
 
@@ -233,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             return fail(PROG, f"cannot read {args.pwdfile}: {exc.strerror}")
     from emsfast.errors import EmsfastError
 
-    session = AdminSession(args.server, args.user)
+    session = AdminSession(args.server, args.user, ssl_options(args))
     try:
         session.connect(args.server, args.user, password)
     except (EmsfastError, OSError) as exc:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from emsfast.cli import EmsArgumentParser, fail, run_async
+from emsfast.cli import EmsArgumentParser, add_ssl_options, fail, run_async, ssl_options
 
 PROG = "emsfast-consume"
 
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="server URL or FT list tcp://a:7222,tcp://b:7224")
     p.add_argument("-user", default=None, metavar="U")
     p.add_argument("-password", default=None, metavar="P")
+    add_ssl_options(p)
     dest = p.add_mutually_exclusive_group(required=True)
     dest.add_argument("-queue", metavar="NAME")
     dest.add_argument("-topic", metavar="NAME", help="may use wildcards * and >")
@@ -89,7 +90,7 @@ async def consume(args: argparse.Namespace) -> int:
     out = sys.stdout
     try:
         conn = await emsfast.connect(args.server, user=args.user, password=args.password,
-                                     client_id=args.clientid)
+                                     client_id=args.clientid, **ssl_options(args))
     except (EmsfastError, OSError) as exc:
         return fail(PROG, exc)
     try:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from emsfast.cli import EmsArgumentParser, fail, run_async
+from emsfast.cli import EmsArgumentParser, add_ssl_options, fail, run_async, ssl_options
 
 PROG = "emsfast-produce"
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="server URL or FT list tcp://a:7222,tcp://b:7224")
     p.add_argument("-user", default=None, metavar="U")
     p.add_argument("-password", default=None, metavar="P")
+    add_ssl_options(p)
     dest = p.add_mutually_exclusive_group(required=True)
     dest.add_argument("-queue", metavar="NAME")
     dest.add_argument("-topic", metavar="NAME")
@@ -134,7 +135,8 @@ async def produce(args: argparse.Namespace) -> int:
     props: dict[str, Any] = args.properties
     dest = emsfast.Queue(args.queue) if args.queue is not None else emsfast.Topic(args.topic)
     try:
-        conn = await emsfast.connect(args.server, user=args.user, password=args.password)
+        conn = await emsfast.connect(args.server, user=args.user, password=args.password,
+                                     **ssl_options(args))
     except (EmsfastError, OSError) as exc:
         return fail(PROG, exc)
     try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from emsfast._core.framing import (
@@ -19,7 +21,7 @@ from emsfast._core.framing import (
 )
 from emsfast._version import __version__
 from emsfast.client.protocol import ClientProtocol
-from emsfast.client.urls import ServerUrl, UnsupportedUrlError, parse_url_list
+from emsfast.client.urls import ServerUrl, parse_url_list
 from emsfast.consts import (
     FRAME_CONFIRM,
     FRAME_DELIVER,
@@ -42,6 +44,7 @@ from emsfast.errors import (
     VersionError,
     error_from_code,
 )
+from emsfast.tls import client_context, tls_hint
 
 if TYPE_CHECKING:
     from emsfast.client.consumer import Consumer
@@ -67,6 +70,15 @@ async def connect(
     connect_attempt_count: int = 2,
     connect_attempt_delay: float = 0.5,
     handshake_timeout: float = 3.0,
+    ssl_trusted: str | Sequence[str] = (),
+    ssl_identity: str = "",
+    ssl_key: str = "",
+    ssl_password: str = "",
+    ssl_hostname: str = "",
+    ssl_verify_hostname: bool = True,
+    ssl_verify_host: bool = True,
+    ssl_ciphers: str = "",
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Connection:
     """Connect to the first server of ``url`` (an FT list) that accepts us.
 
@@ -74,10 +86,23 @@ async def connect(
     on to the next URL at once, and ``connect_attempt_delay`` separates passes. An
     AUTH or VERSION refusal is raised at once. When every attempt fails, the
     ``ConnectionClosedError`` lists each URL with its last reason.
+
+    ``ssl://`` URLs (docs/tls.md): the server certificate must chain to
+    ``ssl_trusted`` (CA files; the system CAs when empty) and name the host dialled,
+    or ``ssl_hostname`` when given; ``ssl_verify_hostname=False`` skips the name
+    check, ``ssl_verify_host=False`` all checks (encrypted, unauthenticated).
+    ``ssl_identity``/``ssl_key``/``ssl_password`` are the client certificate.
+    ``ssl_context`` replaces all of these but ``ssl_hostname`` (the FT link uses it).
+    A bad file raises ``ConfigError`` naming it.
     """
     urls = parse_url_list(url)
+    tls: ssl.SSLContext | None = None
     if urls[0].scheme == "ssl":
-        raise UnsupportedUrlError("ssl:// URLs arrive with the TLS issue; use tcp:// for now")
+        tls = ssl_context or client_context(
+            trusted=[ssl_trusted] if isinstance(ssl_trusted, str) else list(ssl_trusted),
+            identity=ssl_identity, key=ssl_key, password=ssl_password,
+            verify_host=ssl_verify_host, verify_hostname=ssl_verify_hostname,
+            ciphers=ssl_ciphers)
     if connect_attempt_count < 1:
         raise InvalidError(f"connect_attempt_count must be at least 1, got {connect_attempt_count}")
     hello: dict[str, Any] = {
@@ -95,7 +120,8 @@ async def connect(
             await asyncio.sleep(connect_attempt_delay)
         for server in urls:
             try:
-                return await _attempt(server, hello, client_id, handshake_timeout)
+                return await _attempt(server, hello, client_id, handshake_timeout, tls,
+                                      ssl_hostname)
             except (VersionError, AuthError):
                 raise  # AuthError is a PermissionError, hence an OSError: not "next URL"
             except _NEXT_URL as exc:
@@ -128,15 +154,38 @@ def _reason(exc: BaseException) -> str:
 
 
 async def _attempt(server: ServerUrl, hello: dict[str, Any], client_id: str | None,
-                   timeout: float) -> Connection:
+                   timeout: float, tls: ssl.SSLContext | None = None,
+                   hostname: str = "") -> Connection:
     loop = asyncio.get_running_loop()
     proto: ClientProtocol | None = None
+    tls_args: dict[str, Any] = {}
+    if tls is not None:
+        tls_args = {"ssl": tls, "ssl_handshake_timeout": timeout,
+                    "server_hostname": hostname or server.host}
     try:
         async with asyncio.timeout(timeout):
             _, proto = await loop.create_connection(
-                lambda: ClientProtocol(loop, hello), server.host, server.port
+                lambda: ClientProtocol(loop, hello), server.host, server.port, **tls_args
             )
             info = await proto.welcome
+    except (ssl.SSLError, ConnectionResetError) as exc:
+        if proto is not None and tls is None:
+            raise
+        raise ConnectionClosedError(f"TLS handshake with {server} failed: {tls_hint(exc)} "
+                                    f"({exc or type(exc).__name__})") from exc
+    except ConnectionClosedError as exc:
+        if proto is not None:
+            proto.abort(ConnectionClosedError("connect attempt abandoned"))
+        if tls is not None:
+            # TLS 1.3: the server checks our certificate after our side is done.
+            raise ConnectionClosedError(
+                f"TLS connection to {server} failed: {tls_hint(exc)} ({exc})") from exc
+        if "before" not in str(exc):
+            # A TLS listener drops a plain client's HELLO without a word.
+            raise ConnectionClosedError(
+                f"{exc} before the server's WELCOME (is {server.host}:{server.port} an "
+                "ssl:// listener? then use an ssl:// URL)") from exc
+        raise
     except BaseException:
         if proto is not None:
             proto.abort(ConnectionClosedError("connect attempt abandoned"))

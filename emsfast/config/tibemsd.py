@@ -72,8 +72,6 @@ LATER_PARAMS = frozenset(
         "destination_backlog_swapout",
         "disconnect_non_acking_consumers",
         "ssl_require_route_cert_only",
-        "ssl_use_cert_username",
-        "ssl_cert_user_specname",
         "ssl_dh_size",
         "ssl_crl_path",
         "ssl_crl_update_interval",
@@ -209,6 +207,8 @@ _PARSERS: dict[str, Callable[[str], object]] = {
             "ssl_server_trusted",
             "ssl_require_client_cert",
             "ssl_server_ciphers",
+            "ssl_use_cert_username",
+            "ssl_cert_user_specname",
             "ft_ssl_identity",
             "ft_ssl_issuer",
             "ft_ssl_private_key",
@@ -274,6 +274,8 @@ class TibemsdConfig:
     ssl_server_trusted: list[str] = field(default_factory=list)
     ssl_require_client_cert: str = ""
     ssl_server_ciphers: str = ""
+    ssl_use_cert_username: str = ""
+    ssl_cert_user_specname: str = "CERTIFICATE_USER"
     ft_ssl_identity: str = ""
     ft_ssl_issuer: list[str] = field(default_factory=list)
     ft_ssl_private_key: str = ""

@@ -68,6 +68,12 @@ class Authz:
         await asyncio.sleep(self._delay(failures))
         raise AuthError(f"authentication failed: {LOGIN_FAILED}")
 
+    def check_cert_user(self, user: str) -> None:
+        """A certificate's CN logs in without a password, but must be a known user."""
+        if self.state.stored_password(user) is None:
+            raise AuthError(f"authentication failed: certificate user '{user}' is not "
+                            "defined in users.conf")
+
     # -- destination rights ------------------------------------------------------
 
     def _secure(self, conn: ClientConnection, kind: str, name: str) -> bool:

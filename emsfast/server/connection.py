@@ -56,11 +56,18 @@ from emsfast.server.browsers import Browser
 from emsfast.server.holders import Holder
 from emsfast.server.messages import ServerMessage
 from emsfast.server.session import Consumer, Producer, Session
+from emsfast.server.tls import peer_common_name, use_cert_username
 
 if TYPE_CHECKING:
     from emsfast.server.server import Server
 
 _STATE_HELLO, _STATE_OPEN, _STATE_CLOSED, _STATE_AUTH = range(4)
+
+
+def _is_tls(data: bytes) -> bool:
+    # A TLS handshake record (type 22, version 3.1-3.4) read as a frame header is a
+    # size above PREAUTH_MAX_FRAME: never the start of a valid emsfast HELLO.
+    return len(data) >= 3 and data[0] == 0x16 and data[1] == 0x03 and 1 <= data[2] <= 4
 
 
 class ClientConnection(asyncio.Protocol):
@@ -89,6 +96,7 @@ class ClientConnection(asyncio.Protocol):
         self._handshake_timer: asyncio.TimerHandle | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self._held: list[tuple[int, int, bytes]] = []  # frames after HELLO during login
+        self.cert_user: str | None = None  # CN of a verified client certificate (ssl://)
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -97,6 +105,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.host = peer[0] if peer else "?"
+        self.cert_user = peer_common_name(transport)
         limit = self.server.config.max_connections
         if limit and len(self.server.connections) >= limit:
             self._refuse(ErrorCode.LIMIT, f"max_connections ({limit}) reached")
@@ -108,6 +117,12 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.state == _STATE_CLOSED:
+            return
+        if self.state == _STATE_HELLO and not self.decoder.buffered and _is_tls(data):
+            log.warning(f"[{self.host}]: connect failed: TLS handshake on a plain tcp:// "
+                        "listener (the client used an ssl:// URL?); connection closed")
+            # Plain bytes make the client's TLS layer fail at once, not time out.
+            self._refuse(ErrorCode.PROTOCOL, "this is a tcp:// listener, not ssl://")
             return
         try:
             self._frames(self.decoder.feed(data))
@@ -236,18 +251,27 @@ class ClientConnection(asyncio.Protocol):
             self._handshake_timer.cancel()
         user = hello.get("user") or "anonymous"
         self.user = str(user)
+        given = hello.get("user")
+        by_cert = self.cert_user is not None and use_cert_username(
+            self.server.config, given if isinstance(given, str) else None)
+        if by_cert:
+            self.user = str(self.cert_user)
         if hello.get("proto") != PROTOCOL_VERSION:
             self._refuse(ErrorCode.VERSION,
                          f"protocol version {hello.get('proto')!r} not supported "
                          f"(server speaks {PROTOCOL_VERSION})")
             return
         if self.server.authz.enabled:
-            self._login(hello)
+            self._login(hello, by_cert)
             return
         self._accept(hello)
 
-    def _login(self, hello: dict[str, Any]) -> None:
-        """Check user and password off the loop; frames that follow HELLO wait."""
+    def _login(self, hello: dict[str, Any], by_cert: bool = False) -> None:
+        """Check user and password off the loop; frames that follow HELLO wait.
+
+        A user named by a verified certificate skips the password: the TLS
+        handshake authenticated it (ssl_use_cert_username).
+        """
         self.state = _STATE_AUTH
         if self.transport is not None:
             self.transport.pause_reading()
@@ -255,8 +279,11 @@ class ClientConnection(asyncio.Protocol):
 
         async def check() -> None:
             try:
-                await self.server.authz.login(
-                    self.user, password if isinstance(password, str) else None, self.host)
+                if by_cert:
+                    self.server.authz.check_cert_user(self.user)
+                else:
+                    await self.server.authz.login(
+                        self.user, password if isinstance(password, str) else None, self.host)
             except AuthError as exc:
                 log.warning(f"[{self.user}@{self.host}]: connect failed: {exc}")
                 self._refuse(ErrorCode.AUTH, str(exc))

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import os
 import socket
+import ssl
 import time
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ from emsfast.server.authz import Authz
 from emsfast.server.broker import Broker
 from emsfast.server.connection import ClientConnection
 from emsfast.server.health import HealthListener
+from emsfast.server.tls import TlsListener, server_context
 from emsfast.store.base import Store
 from emsfast.store.lmdb_store import LmdbStore
 
@@ -85,6 +87,8 @@ class Server:
         self.recovered = False              # listeners open after recovery: /isReady
         self.stomp_connections: set[object] = set()
         self._side: list[SideListener] = []
+        self._tls_listeners: list[TlsListener] = []
+        self.tls_handshakes: set[asyncio.Task[None]] = set()
 
     def next_connection_id(self) -> int:
         self._next_conn += 1
@@ -113,15 +117,13 @@ class Server:
             raise ConfigError(
                 f"{config.path}: ft_active is set but fault-tolerant pairs are not supported "
                 "yet; remove ft_active to run standalone", key="ft_active")
-        for url in config.listen_urls:
-            if url.tls:
-                raise ConfigError(f"{config.path}: listen {url}: ssl:// listeners are not "
-                                  "supported yet (TLS arrives with its own issue)", key="listen")
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._check_supported()
         config = self.config
+        # Before the store opens: with SSL in startup_abort_list a bad file stops here.
+        tls_ctx = self._tls_context() if any(u.tls for u in config.listen_urls) else None
         for warning in (config.warnings + self.queue_table.warnings + self.topic_table.warnings
                         + self.store_warnings + self.authz.warnings):
             log.warning(warning)
@@ -156,7 +158,14 @@ class Server:
             self.store.close()
             raise
         for url in config.listen_urls:
-            await self._listen(url.host, url.port)
+            if url.tls and tls_ctx is None:
+                log.error(f"Not listening on {url}: TLS could not be initialised.")
+                continue
+            await self._listen(url.host, url.port, tls_ctx if url.tls else None)
+        if not self._servers and not self._tls_listeners:
+            self.store.close()
+            raise ConfigError(f"{config.path}: listen: no listener could be opened",
+                              key="listen")
         if config.stomp_listen:
             from emsfast.server.stomp import StompListener
 
@@ -169,12 +178,33 @@ class Server:
         await listener.start()
         self._side.append(listener)
 
-    async def _listen(self, host: str, port: int) -> None:
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The ssl:// listeners' context; None (logged) unless SSL is in startup_abort_list."""
+        try:
+            ctx, warnings = server_context(self.config)
+        except ConfigError as exc:
+            if "SSL" in self.config.startup_abort_list:
+                raise
+            log.error(f"TLS initialisation failed: {exc}")
+            return None
+        for warning in warnings:
+            log.warning(warning)
+        return ctx
+
+    async def _listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        shown = host or socket.gethostname()
+        if tls is not None:
+            listener = TlsListener(self, tls, host, port)
+            await listener.start()
+            self._tls_listeners.append(listener)
+            for sock in listener.sockets:
+                ip, bound = sock.getsockname()[:2]
+                log.info(f"Accepting connections on ssl://{shown}/{ip}:{bound}.")
+            return
         srv = await self.loop.create_server(
             lambda: ClientConnection(self), host or None, port, reuse_address=True,
             backlog=1024)
         self._servers.append(srv)
-        shown = host or socket.gethostname()
         for sock in srv.sockets:
             ip, bound = sock.getsockname()[:2]
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -182,13 +212,18 @@ class Server:
 
     @property
     def bound_ports(self) -> list[int]:
-        return [s.getsockname()[1] for srv in self._servers for s in srv.sockets]
+        tls = [s.getsockname()[1] for listener in self._tls_listeners for s in listener.sockets]
+        return [s.getsockname()[1] for srv in self._servers for s in srv.sockets] + tls
 
     async def stop(self) -> None:
         """Stop accepting, close clients, let the store finish its writes."""
         self.recovered = False      # /isReady answers 503 from here on
         for srv in self._servers:
             srv.close()
+        for listener in self._tls_listeners:
+            listener.close()
+        for task in list(self.tls_handshakes):
+            task.cancel()
         for conn in list(self.connections.values()):
             conn.close()
         for srv in self._servers:
