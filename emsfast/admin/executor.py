@@ -37,6 +37,7 @@ from emsfast.errors import (
     InvalidError,
     NotAllowedError,
     NotFoundError,
+    StandbyError,
 )
 from emsfast.log import Tracer, log, parse_trace
 
@@ -126,6 +127,11 @@ async def execute(conn: ClientConnection, text: str) -> dict[str, Any]:
             log.warning(f"{who}: admin command '{cmd.name}' refused: needs {perm}")
             raise NotAllowedError(
                 f"user '{conn.user}' may not run '{cmd.name}': needs the {perm} permission")
+    if (state_name(server) != "active" and not cmd.name.startswith("show")
+            and cmd.name != "shutdown"):
+        # The standby has no store open; changes are made on the active (EMS.md 1.8).
+        raise StandbyError(f"'{cmd.name}' is refused: server in {state_name(server)} mode; "
+                           "make changes on the active server")
     handler = _HANDLERS[cmd.name]
     state = authz.state
     # A failed user/group/ACL change (e.g. a file that cannot be written) is undone
@@ -174,6 +180,7 @@ def _show_server(conn: ClientConnection, cmd: Command) -> Lines:
         f"Server: {server.name} (version: {__version__})",
         f"Hostname: {socket.gethostname()}",
         f"State: {state_name(server)}",
+        *_ft_lines(server),
         f"Process Id: {os.getpid()}",
         f"Listens: {', '.join(server.config.listen)}",
         f"Authorization: {'enabled' if server.authz.enabled else 'disabled'}",
@@ -188,8 +195,19 @@ def _show_server(conn: ClientConnection, cmd: Command) -> Lines:
     ]
 
 
+def _ft_lines(server: Server) -> Lines:
+    if not server.config.ft_active:
+        return []
+    peers = sum(1 for c in server.connections.values() if c.ft_peer)
+    mode = ("fully operational" if state_name(server) == "active" and peers
+            else "standalone" if state_name(server) == "active" else "waiting on the active")
+    return [f"FT Peer: {server.config.ft_active}", f"FT Mode: {mode}",
+            f"FT Failovers: {getattr(server, 'failovers', 0)}"]
+
+
 def _show_state(conn: ClientConnection, cmd: Command) -> Lines:
-    return [f"Server: {conn.server.name}", f"State: {state_name(conn.server)}"]
+    return [f"Server: {conn.server.name}", f"State: {state_name(conn.server)}",
+            *_ft_lines(conn.server)]
 
 
 _HIDDEN_CONFIG = frozenset({"extra", "source", "items", "warnings"})

@@ -49,7 +49,9 @@ from emsfast.errors import (
     InvalidError,
     LimitError,
     ProtocolError,
+    StandbyError,
 )
+from emsfast.ft.peer import PeerBeat, peer_refusal
 from emsfast.log import log
 from emsfast.server import ops
 from emsfast.server.browsers import Browser
@@ -89,6 +91,9 @@ class ClientConnection(asyncio.Protocol):
         self._handshake_timer: asyncio.TimerHandle | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self._held: list[tuple[int, int, bytes]] = []  # frames after HELLO during login
+        self.ft_peer = False            # the other member of the FT pair (ft/peer.py)
+        self._peer_beat: PeerBeat | None = None
+        self.standby_admin = False      # admitted while not active: read-only
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -160,6 +165,10 @@ class ClientConnection(asyncio.Protocol):
         self.state = _STATE_CLOSED
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
+        if self._peer_beat is not None:
+            self._peer_beat.cancel()
+        if self.ft_peer and was_open:
+            log.warning(f"FT peer at {self.host} disconnected.")
         self.server.connections.pop(self.conn_id, None)
         if self.client_id is not None and self.server.client_ids.get(self.client_id) is self:
             del self.server.client_ids[self.client_id]
@@ -241,6 +250,13 @@ class ClientConnection(asyncio.Protocol):
                          f"protocol version {hello.get('proto')!r} not supported "
                          f"(server speaks {PROTOCOL_VERSION})")
             return
+        if hello.get("ft_peer"):
+            why = peer_refusal(self.server.config, hello)
+            if why is not None:
+                log.warning(f"[{self.user}@{self.host}]: FT peer refused: {why}")
+                self._refuse(ErrorCode.NOT_ALLOWED, why)
+                return
+            self.ft_peer = True
         if self.server.authz.enabled:
             self._login(hello)
             return
@@ -281,7 +297,23 @@ class ClientConnection(asyncio.Protocol):
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def _standby_refusal(self) -> bool:
+        """Refuse a client while not active (EMS.md 1.8); admins and the peer pass."""
+        if self.ft_peer or self.server.ft_state == "active":
+            return False
+        authz = self.server.authz
+        admin = (authz.state.acl.is_administrator(self.user) if authz.enabled
+                 else self.user == "admin")
+        if admin:
+            self.standby_admin = True
+            return False
+        log.warning(f"[{self.user}@{self.host}]: connect failed: server in standby mode")
+        self._refuse(ErrorCode.STANDBY, "server in standby mode")
+        return True
+
     def _accept(self, hello: dict[str, Any]) -> None:
+        if self._standby_refusal():
+            return
         client_id = hello.get("client_id")
         if client_id is not None:
             client_id = str(client_id)
@@ -294,10 +326,20 @@ class ClientConnection(asyncio.Protocol):
         self.decoder.max_frame = self.server.max_msg_size + FRAME_OVERHEAD
         self.enc.control(FRAME_WELCOME, {
             "proto": PROTOCOL_VERSION, "server": self.server.name, "conn_id": self.conn_id,
-            "max_msg_size": self.server.max_msg_size,
+            "max_msg_size": self.server.max_msg_size, "ft_state": self.server.ft_state,
         })
+        if self.ft_peer:
+            log.info(f"FT peer '{hello.get('server')}' at {self.host} connected "
+                     f"(this server is {self.server.ft_state}).")
+            if self.server.ft_state == "active":
+                hb = self.server.config.ft_heartbeat
+                self._peer_beat = PeerBeat(self.loop, hb, self._send_heartbeat)
         if "CONNECT" in self.server.tracer:
             log.info(f"[{self.user}@{self.host}]: connected")
+
+    def _send_heartbeat(self) -> None:
+        self.enc.heartbeat()
+        self._schedule_flush()
 
     def _require_open(self) -> None:
         if self.state != _STATE_OPEN:
@@ -314,6 +356,8 @@ class ClientConnection(asyncio.Protocol):
         try:
             if handler is None:
                 raise InvalidError(f"unknown request op {op!r}")
+            if self.standby_admin and op not in ("admin.command", "ping"):
+                raise StandbyError(f"'{op}' is refused: server in standby mode")
             result = handler(self, req)
         except EmsfastError as exc:
             self.error(rid, exc)

@@ -147,6 +147,11 @@ class LmdbStore:
         self._mark_timer: asyncio.TimerHandle | None = None
         self.epoch = 0
         self.fenced: str | None = None
+        self.stolen = False             # opened without the flock (FT takeover)
+
+    @property
+    def lock(self) -> StoreLock:
+        return self._lock
 
     # -- opening ---------------------------------------------------------------
 
@@ -195,18 +200,24 @@ class LmdbStore:
                     storeenc.decode_record(e.cfg.name, b"maxid", maxid)[1], "big")
         return True
 
-    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+    def open(self, loop: asyncio.AbstractEventLoop, *, steal: bool = False) -> None:
+        """Lock, open and bump the epoch. ``steal``: an FT standby taking over from
+        a hung active that still holds the flock; the epoch bump fences it."""
         self._loop = loop
         self._check_dir()
+        self.stolen = False
         if not self._lock.try_acquire():
-            raise StoreLockedError(f"store directory '{self.dir}' is locked by another "
-                                   f"server ({self._lock.owner()}); not opened")
+            if not steal:
+                raise StoreLockedError(f"store directory '{self.dir}' is locked by another "
+                                       f"server ({self._lock.owner()}); not opened")
+            self.stolen = True
         try:
             for name, cfg in self._configs.items():
                 self._envs[name] = self._open_env(cfg)
             # Read-only checks first: a store we refuse is left as it was.
             fresh = [e for e in self._envs.values() if not self._check_format(e)]
             self._bump_epoch()
+            self._barrier()
             for e in fresh:
                 key = b"format"
                 with e.env.begin(write=True) as txn:
@@ -246,6 +257,34 @@ class LmdbStore:
                                                      _u64(self.epoch)), db=meta.dbs["info"])
         # The epoch must outlive a host crash even on an async meta store.
         meta.env.sync(True)
+
+    def _barrier(self) -> None:
+        """Wait out a commit the previous owner began before the epoch moved.
+
+        Its writer checks the epoch inside each write transaction; one empty write
+        transaction per environment after the bump means a commit that passed the
+        check has finished (recovery will see it) and any later one is fenced.
+        """
+        for e in self._envs.values():
+            if e.cfg.name != META:
+                with e.env.begin(write=True):
+                    pass
+
+    def check_epoch(self) -> bool:
+        """False (and fenced) when another server bumped the epoch since our open:
+        an idle active learns it was replaced without waiting for a write."""
+        if self.fenced is not None:
+            return False
+        meta = self._envs.get(META)
+        if meta is None:
+            return True
+        with meta.env.begin() as txn:
+            stored = self._stored_epoch(txn)
+        if stored != self.epoch:
+            self._fence(f"store '{META}' is fenced: epoch is {stored} in '{meta.cfg.path}', "
+                        f"this server opened it at {self.epoch}; another server owns the store")
+            return False
+        return True
 
     def _stored_epoch(self, txn: lmdb.Transaction) -> int:
         raw = txn.get(b"epoch", db=self._envs[META].dbs["info"])

@@ -1,0 +1,196 @@
+"""Fault-tolerant pairs with real processes (issue 7 item 8; EMS.md §1).
+
+Two daemons on one host share a store directory; heartbeats 1 s and activation
+3 s keep the suite fast. The lock wakes a standby at once on process death; a
+hung (SIGSTOPped) active is replaced after ft_activation and fenced (exit 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import emsfast
+from emsfast._testbase.clientutil import connection, text_of
+from emsfast._testbase.ft_pair import STANDBY_LINE, FTPair
+from emsfast._testbase.server_process import ServerProcess, run_cli
+from emsfast.errors import EmsfastError, StandbyError
+
+pytestmark = pytest.mark.timeout(60)
+
+CLIENT_ERRORS = (EmsfastError, ConnectionError, OSError, asyncio.TimeoutError)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[FTPair]:
+    p = FTPair(tmp_path)
+    yield p
+    p.cleanup()
+
+
+def admin(url: str, command: str, rc_expected: int = 0) -> str:
+    rc, out, err = run_cli("admin", ["-server", url, "-user", "admin"], input=command + "\n")
+    assert rc == rc_expected, err
+    return out + err
+
+
+async def send(url: str, queue: str, bodies: list[str]) -> None:
+    async with connection(url) as conn:
+        producer = conn.session().producer(emsfast.Queue(queue))
+        for body in bodies:
+            await producer.send(emsfast.TextMessage(body))
+
+
+async def drain(url: str, queue: str, timeout: float = 1.0) -> list[Any]:
+    async with connection(url) as conn:
+        consumer = conn.session().consumer(emsfast.Queue(queue))
+        out = []
+        while (msg := await consumer.receive(timeout)) is not None:
+            out.append(msg)
+        return out
+
+
+@pytest.mark.parametrize("first", ["a", "b"])
+def test_start_order_standby_refuses_clients_and_serves_admin(pair: FTPair, first: str) -> None:
+    second = pair.peer(first)
+    active = pair.start_active(first)
+    standby = pair.start_standby(second)
+    assert f"Server is in standby mode for '{pair.url(first)}'." in standby.log_text()
+
+    with pytest.raises(StandbyError):
+        asyncio.run(emsfast.connect(pair.url(second)))
+    standby.wait_for_line("[anonymous@127.0.0.1]: connect failed: server in standby mode", 5)
+
+    info = admin(pair.url(second), "info")
+    assert "State: standby" in info and f"FT Peer: {pair.url(first)}" in info
+    state = admin(pair.url(first), "show state")
+    assert "State: active" in state and "FT Mode: fully operational" in state
+    # A change on the standby is refused: its store is not open.
+    assert "standby" in admin(pair.url(second), "create queue q.on.standby", 1)
+
+    # The URL list skips the standby whatever the order.
+    async def via_list() -> str:
+        async with connection(f"{pair.url(second)},{pair.url(first)}") as conn:
+            return str(conn.url)
+
+    assert asyncio.run(via_list()) == pair.url(first)
+    assert active.is_running and standby.is_running
+
+
+def test_kill9_active_standby_takes_over_and_old_active_returns_as_standby(
+        pair: FTPair) -> None:
+    a = pair.start_active("a")
+    b = pair.start_standby("b")
+    asyncio.run(send(pair.url("a"), "ft.q", [f"m{i}" for i in range(100)]))
+    killed = time.monotonic()
+    a.kill()
+    b.wait_for_line("Server is active.", 10)
+    took = time.monotonic() - killed
+    # The lock wakes the standby: no waiting for ft_activation.
+    assert took < pair.activation, f"takeover took {took:.2f} s"
+    log = b.log_text()
+    for line in (f"Server activating on failure of '{pair.url('a')}'.",
+                 "Server rereading configuration.", "Recovering state, please wait.",
+                 "Recovered 100 messages"):
+        assert line in log
+    got = asyncio.run(drain(pair.urls, "ft.q"))
+    assert [text_of(m) for m in got] == [f"m{i}" for i in range(100)]
+
+    # Roles swap: the restarted former active finds b active.
+    a2 = pair.start_standby("a")
+    assert f"standby mode for '{pair.url('b')}'" in a2.log_text()
+    assert "State: standby" in admin(pair.url("a"), "show state")
+    assert "FT Failovers: 1" in admin(pair.url("b"), "info")
+
+
+def test_sigstop_active_is_replaced_and_fenced_on_wake(pair: FTPair) -> None:
+    a = pair.start_active("a")
+    b = pair.start_standby("b")
+    asyncio.run(send(pair.url("a"), "ft.q", ["before"]))
+    os.kill(a.pid, signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        b.wait_for_line("Server is active.", 10)
+        took = time.monotonic() - stopped
+        assert pair.activation <= took < pair.activation + 3
+        assert f"Missing heartbeats from primary server '{pair.url('a')}'." in b.log_text()
+        assert "taking over by epoch" in b.log_text()
+        asyncio.run(send(pair.url("b"), "ft.q", ["after"]))
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    # The woken active checks the epoch within a heartbeat and stops.
+    assert a.wait(10) == 3
+    assert "fenced" in a.log_text()
+    got = asyncio.run(drain(pair.urls, "ft.q"))
+    assert sorted(text_of(m) for m in got) == ["after", "before"]
+    # b gets the flock once a is gone; a restarted a becomes standby.
+    pair.start_standby("a")
+
+
+def test_sigstop_active_under_writes_is_fenced_at_commit(pair: FTPair) -> None:
+    # The woken active's first commit fails the epoch check: nothing it confirms
+    # after the takeover can be lost, because it confirms nothing.
+    a = pair.start_active("a")
+    b = pair.start_standby("b")
+
+    async def run() -> tuple[list[str], list[str]]:
+        confirmed: list[str] = []
+        failed: list[str] = []
+        async with connection(pair.url("a")) as conn:
+            producer = conn.session().producer(emsfast.Queue("ft.w"))
+            await producer.send(emsfast.TextMessage("w0"))
+            confirmed.append("w0")
+            os.kill(a.pid, signal.SIGSTOP)
+            await asyncio.to_thread(b.wait_for_line, "Server is active.", 10)
+            pending = asyncio.ensure_future(producer.send(emsfast.TextMessage("w1")))
+            os.kill(a.pid, signal.SIGCONT)
+            try:
+                await asyncio.wait_for(pending, 10)
+                confirmed.append("w1")
+            except CLIENT_ERRORS:
+                failed.append("w1")
+        return confirmed, failed
+
+    confirmed, failed = asyncio.run(run())
+    assert a.wait(10) == 3
+    assert failed == ["w1"], confirmed
+    got = [text_of(m) for m in asyncio.run(drain(pair.url("b"), "ft.w"))]
+    assert got == ["w0"]
+
+
+def test_wrong_ft_password_is_refused_and_logged_on_both_sides(
+        pair: FTPair, tmp_path: Path) -> None:
+    users = tmp_path / "users.conf"
+    users.write_text("admin::\nEMSFAST-TEST:secret:FT peer\n")
+    common = {"authorization": "enabled", "users": str(users)}
+    a = pair.start_active("a", {**common, "password": "secret"})
+    b = pair.member("b", {**common, "password": "wrong"}).start(wait_ready=False)
+    b.wait_for_line("refused the link", 10)
+    a.wait_for_line("[EMSFAST-TEST@127.0.0.1]: connect failed", 5)
+    time.sleep(1.0)
+    # Never two actives: b finds the store locked and keeps trying.
+    assert "Server is active." not in b.log_text()
+    assert b.is_running and a.is_running
+
+
+def test_peer_with_another_server_name_is_refused(pair: FTPair) -> None:
+    a = pair.start_active("a")
+    b = pair.member("b", {"server": "OTHER"}).start(wait_ready=False)
+    b.wait_for_line("refused the link", 10)
+    a.wait_for_line("both members of a pair must use the same server name", 5)
+    assert STANDBY_LINE not in b.log_text() and "Server is active." not in b.log_text()
+
+
+def test_activation_not_more_than_twice_heartbeat_is_a_config_error(tmp_path: Path) -> None:
+    proc = ServerProcess(tmp_path, params={"ft_active": "tcp://127.0.0.1:1",
+                                           "ft_heartbeat": "3", "ft_activation": "6"})
+    proc.start(wait_ready=False)
+    assert proc.wait(20) == 1
+    assert "ft_activation" in proc.log_text() and "twice ft_heartbeat" in proc.log_text()
