@@ -94,6 +94,10 @@ class ClientConnection(asyncio.Protocol):
         self.ft_peer = False            # the other member of the FT pair (ft/peer.py)
         self._peer_beat: PeerBeat | None = None
         self.standby_admin = False      # admitted while not active: read-only
+        # An FT client's identity across reconnects (HELLO client_token): its
+        # producers' sends are recorded so a resend after failover is dropped.
+        self.token: str | None = None
+        self.token_key: bytes | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -170,6 +174,8 @@ class ClientConnection(asyncio.Protocol):
         if self.ft_peer and was_open:
             log.warning(f"FT peer at {self.host} disconnected.")
         self.server.connections.pop(self.conn_id, None)
+        if self.token is not None:
+            self.server.token_lost(self.token)
         if self.client_id is not None and self.server.client_ids.get(self.client_id) is self:
             del self.server.client_ids[self.client_id]
         for session in list(self.sessions.values()):
@@ -314,10 +320,17 @@ class ClientConnection(asyncio.Protocol):
     def _accept(self, hello: dict[str, Any]) -> None:
         if self._standby_refusal():
             return
+        token = hello.get("client_token")
+        if isinstance(token, str) and token:
+            self.token, self.token_key = token, token.encode() + b"\x00"
+            self.server.token_returned(token)
         client_id = hello.get("client_id")
         if client_id is not None:
             client_id = str(client_id)
-            if client_id in self.server.client_ids:
+            old = self.server.client_ids.get(client_id)
+            if old is not None and self.token is not None and old.token == self.token:
+                old.close()     # the same client reconnecting: its old link is dead
+            elif client_id in self.server.client_ids:
                 self._refuse(ErrorCode.IN_USE, f"client id '{client_id}' is already in use")
                 return
             self.client_id = client_id
@@ -406,6 +419,11 @@ class ClientConnection(asyncio.Protocol):
             except (InvalidError, FrameError) as exc:
                 self.send_fail(pid, seq, msg.delivery_mode, ErrorCode.INVALID, str(exc))
                 return
+        if confirm and self.token_key is not None:
+            last = self.server.sent_seqs.get(self.token_key + pid.to_bytes(4, "big"))
+            if last is not None and seq <= last:
+                self._confirm(pid, seq, 0)   # a resend after failover: stored already
+                return
         dest = producer.queue if producer.queue is not None else producer.topic
         assert dest is not None
         if dest.props.expiration_ms:
@@ -433,8 +451,12 @@ class ClientConnection(asyncio.Protocol):
                 self.send_fail(producer.id, seq, msg.delivery_mode, exc.code, str(exc))
                 return
             if msg.persistent:
-                fut = self.store.put_message(self.broker.store_name(holder.props), holder.key,
-                                             msg.id, msg.blob)
+                store_name = self.broker.store_name(holder.props)
+                fut = self.store.put_message(store_name, holder.key, msg.id, msg.blob)
+                if self.token_key is not None:
+                    origin = self.token_key + producer.id.to_bytes(4, "big")
+                    self.store.note_send(store_name, origin, seq)
+                    self.server.sent_seqs[origin] = seq
                 self._wait_store(fut, (holder, msg, producer.id, seq, confirm))
                 return
             holder.enqueue(msg)

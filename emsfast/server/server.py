@@ -94,6 +94,11 @@ class Server:
         self.failovers = 0
         self.ft: FTRunner | None = None
         self._store_open = False
+        # FT clients (connection.token): highest stored send per producer, and the
+        # cleanup of clients that do not come back within ft_reconnect_timeout.
+        self.sent_seqs: dict[bytes, int] = {}
+        self._token_timers: dict[str, asyncio.TimerHandle] = {}
+        self._recovered_tokens: set[str] = set()
 
     def next_connection_id(self) -> int:
         self._next_conn += 1
@@ -173,6 +178,8 @@ class Server:
             state = self.store.recover()
             recovered = self.broker.recover(state)
             holders = self.broker.recovered_holders
+            self.sent_seqs = state.sends
+            self._recovered_tokens = {o.split(b"\x00", 1)[0].decode() for o in state.sends}
             del state
         finally:
             gc.enable()
@@ -246,9 +253,38 @@ class Server:
         self.broker.known_stores = frozenset(self.stores)
 
     def reconnect_expired(self) -> None:
-        """ft_reconnect_timeout ran out: the failed server's clients that did not
-        come back have no state here to clean (connection state is not shared)."""
-        log.info(f"ft_reconnect_timeout ({self.config.ft_reconnect_timeout:g} s) expired.")
+        """ft_reconnect_timeout ran out: forget the send records of the failed
+        server's clients that did not come back. (Their unacked messages were
+        recovered as undelivered; sessions and consumers are not shared state.)"""
+        gone = self._recovered_tokens
+        self._recovered_tokens = set()
+        for token in gone:
+            self._forget_token(token)
+        log.info(f"ft_reconnect_timeout ({self.config.ft_reconnect_timeout:g} s) expired: "
+                 f"{len(gone)} client{'s' if len(gone) != 1 else ''} did not reconnect.")
+
+    def token_returned(self, token: str) -> None:
+        self._recovered_tokens.discard(token)
+        timer = self._token_timers.pop(token, None)
+        if timer is not None:
+            timer.cancel()
+
+    def token_lost(self, token: str) -> None:
+        if any(c.token == token for c in self.connections.values()):
+            return
+        old = self._token_timers.pop(token, None)
+        if old is not None:
+            old.cancel()
+        self._token_timers[token] = self.loop.call_later(
+            self.config.ft_reconnect_timeout, self._forget_token, token)
+
+    def _forget_token(self, token: str) -> None:
+        self._token_timers.pop(token, None)
+        prefix = token.encode() + b"\x00"
+        for origin in [o for o in self.sent_seqs if o.startswith(prefix)]:
+            del self.sent_seqs[origin]
+        if self._store_open and not getattr(self.store, "fenced", None):
+            self.store.forget_sends(prefix)
 
     async def _start_stomp(self) -> None:
         if self.config.stomp_listen:

@@ -114,6 +114,10 @@ def _retrieve(f: asyncio.Future[None]) -> None:
         f.exception()
 
 
+# Key prefix of the FT send records in each environment's ``info`` database.
+_SEND_PREFIX = b"send\x00"
+
+
 def _u64(value: int) -> bytes:
     return value.to_bytes(8, "big")
 
@@ -386,6 +390,37 @@ class LmdbStore:
             envs.append(e)
         return self._turn_future()
 
+    def note_send(self, store_name: str, origin: bytes, seq: int) -> None:
+        # Same environment and loop turn as the message: same batch, same
+        # transaction, so the record and the message are stored together or not at all.
+        e = self._envs.get(store_name) or self._store(store_name)
+        key = _SEND_PREFIX + origin
+        b = e.batch or self._batch(e)
+        b.ops.append((PUT, e.dbs["info"], key,
+                      storeenc.encode_record(storeenc.COUNT, key, _u64(seq))))
+
+    def forget_sends(self, origin_prefix: bytes) -> None:
+        prefix = _SEND_PREFIX + origin_prefix
+        for e in self._envs.values():
+            b = e.batch or self._batch(e)
+            b.ops.append((DELPREFIX, e.dbs["info"], prefix, None))
+
+    def _sends(self) -> dict[bytes, int]:
+        sends: dict[bytes, int] = {}
+        for e in self._envs.values():
+            with e.env.begin() as txn:
+                cursor = txn.cursor(db=e.dbs["info"])
+                if not cursor.set_range(_SEND_PREFIX):
+                    continue
+                for key, raw in cursor:
+                    if not key.startswith(_SEND_PREFIX):
+                        break
+                    seq = int.from_bytes(
+                        storeenc.decode_record(e.cfg.name, key, raw, storeenc.COUNT)[1], "big")
+                    origin = key[len(_SEND_PREFIX):]
+                    sends[origin] = max(seq, sends.get(origin, 0))
+        return sends
+
     def _done(self) -> asyncio.Future[None]:
         # Nothing of this holder was ever stored here: nothing to write.
         assert self._loop is not None
@@ -509,6 +544,7 @@ class LmdbStore:
         # The maxid record is written in the transaction of every put, so it is
         # never below a stored id.
         state.max_message_id = max(e.max_id for e in self._envs.values())
+        state.sends = self._sends()
         state.messages = self._scan()
         return state
 

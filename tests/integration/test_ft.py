@@ -21,7 +21,8 @@ import emsfast
 from emsfast._testbase.clientutil import connection, text_of
 from emsfast._testbase.ft_pair import STANDBY_LINE, FTPair
 from emsfast._testbase.server_process import ServerProcess, run_cli
-from emsfast.errors import EmsfastError, StandbyError
+from emsfast.errors import EmsfastError, StandbyError, TransactionRolledBackError
+from emsfast.store.lmdb_store import MARK_DELAY
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,7 +82,7 @@ def test_start_order_standby_refuses_clients_and_serves_admin(pair: FTPair, firs
             return str(conn.url)
 
     assert asyncio.run(via_list()) == pair.url(first)
-    assert active.is_running and standby.is_running
+    assert active.is_running() and standby.is_running()
 
 
 def test_kill9_active_standby_takes_over_and_old_active_returns_as_standby(
@@ -177,7 +178,7 @@ def test_wrong_ft_password_is_refused_and_logged_on_both_sides(
     time.sleep(1.0)
     # Never two actives: b finds the store locked and keeps trying.
     assert "Server is active." not in b.log_text()
-    assert b.is_running and a.is_running
+    assert b.is_running() and a.is_running()
 
 
 def test_peer_with_another_server_name_is_refused(pair: FTPair) -> None:
@@ -194,3 +195,130 @@ def test_activation_not_more_than_twice_heartbeat_is_a_config_error(tmp_path: Pa
     proc.start(wait_ready=False)
     assert proc.wait(20) == 1
     assert "ft_activation" in proc.log_text() and "twice ft_heartbeat" in proc.log_text()
+
+
+# -- client failover (EMS.md §2.3) -------------------------------------------------------
+
+
+def test_kill9_under_load_nothing_confirmed_lost_duplicates_flagged(pair: FTPair) -> None:
+    a = pair.start_active("a")
+    b = pair.start_standby("b")
+    switches: list[str] = []
+
+    async def run() -> tuple[list[str], list[Any], int]:
+        confirmed: list[str] = []
+        got: list[Any] = []
+        opts: dict[str, Any] = {"reconnect_attempt_count": 20, "reconnect_attempt_delay": 0.25,
+                                "exception_on_ft_switch": True,
+                                "exception_listener": lambda e: switches.append(str(e))}
+        prod_conn = await emsfast.connect(pair.urls, **opts)
+        cons_conn = await emsfast.connect(pair.urls, **opts)
+        producer = prod_conn.session().producer(emsfast.Queue("ft.load"), window=50)
+        consumer = cons_conn.session(ack_mode="client").consumer(emsfast.Queue("ft.load"))
+        stop = asyncio.Event()
+
+        async def produce() -> None:
+            i = 0
+            pending: list[tuple[Any, str]] = []
+            while not stop.is_set():
+                body = f"m{i}"
+                i += 1
+                pending.append((await producer.send_async(emsfast.TextMessage(body)), body))
+                if len(pending) >= 20:
+                    for fut, text in pending:
+                        await fut
+                        confirmed.append(text)
+                    pending = []
+            for fut, text in pending:
+                await fut
+                confirmed.append(text)
+
+        async def consume() -> None:
+            idle = 0.0
+            while not (stop.is_set() and idle >= 2.0):
+                msg = await consumer.receive(0.25)
+                if msg is None:
+                    idle += 0.25
+                    continue
+                idle = 0.0
+                got.append(msg)
+                if len(got) % 10 == 0:
+                    msg.acknowledge()
+            if got:
+                got[-1].acknowledge()
+
+        tasks = [asyncio.ensure_future(produce()), asyncio.ensure_future(consume())]
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(a.kill)
+        await asyncio.to_thread(b.wait_for_line, "Server is active.", 10)
+        await asyncio.sleep(1.5)
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        failovers = prod_conn.failovers + cons_conn.failovers
+        await prod_conn.close()
+        await cons_conn.close()
+        return confirmed, got, failovers
+
+    confirmed, got, failovers = asyncio.run(run())
+    assert failovers == 2 and len(switches) == 2, switches
+    texts = [text_of(m) for m in got]
+    assert len(confirmed) > 100
+    missing = set(confirmed) - set(texts)
+    assert not missing, f"{len(missing)} confirmed messages lost, e.g. {sorted(missing)[:5]}"
+    seen: set[str] = set()
+    for msg, text in zip(got, texts, strict=True):
+        if text in seen:
+            assert msg.redelivered, f"duplicate {text} not flagged JMSRedelivered"
+        seen.add(text)
+    # Nothing stored twice: the queue holds nothing after the consumer acked all.
+    assert asyncio.run(drain(pair.url("b"), "ft.load", 0.5)) == []
+
+
+def test_transacted_commit_after_failover_raises_rolled_back(pair: FTPair) -> None:
+    a = pair.start_active("a")
+    b = pair.start_standby("b")
+    asyncio.run(send(pair.url("a"), "ft.tx", ["t1"]))
+
+    async def run() -> tuple[bool, bool]:
+        conn = await emsfast.connect(pair.urls, reconnect_attempt_count=20,
+                                     reconnect_attempt_delay=0.25)
+        session = conn.session(transacted=True)
+        consumer = session.consumer(emsfast.Queue("ft.tx"))
+        first = await consumer.receive(5)
+        assert first is not None and not first.redelivered
+        await asyncio.to_thread(a.kill)
+        await asyncio.to_thread(b.wait_for_line, "Server is active.", 10)
+        with pytest.raises(TransactionRolledBackError):
+            await asyncio.wait_for(session.commit(), 10)
+        again = await consumer.receive(5)
+        assert again is not None and text_of(again) == "t1"
+        await session.commit()
+        await conn.close()
+        return again.redelivered, conn.failovers == 1
+
+    redelivered, switched = asyncio.run(run())
+    assert redelivered and switched
+
+
+def test_client_that_does_not_return_is_cleaned_up_after_ft_reconnect_timeout(
+        pair: FTPair) -> None:
+    a = pair.start_active("a", {"ft_reconnect_timeout": "2"})
+    b = pair.start_standby("b", {"ft_reconnect_timeout": "2"})
+
+    async def run() -> Any:
+        conn = await emsfast.connect(pair.urls)
+        producer = conn.session().producer(emsfast.Queue("ft.gone"))
+        await producer.send(emsfast.TextMessage("held"))
+        consumer = conn.session(ack_mode="client").consumer(emsfast.Queue("ft.gone"))
+        assert await consumer.receive(5) is not None     # taken, never acknowledged
+        await asyncio.sleep(MARK_DELAY + 0.3)             # the delivery mark is written
+        await asyncio.to_thread(a.kill)
+        await conn.close()                                # gone for good
+        await asyncio.to_thread(b.wait_for_line, "Server is active.", 10)
+        again = await drain(pair.url("b"), "ft.gone")
+        return again
+
+    again = asyncio.run(run())
+    # Its unacked message went back to the queue, flagged as delivered once.
+    assert [text_of(m) for m in again] == ["held"] and again[0].redelivered
+    b.wait_for_line("ft_reconnect_timeout (2 s) expired: 1 client did not reconnect.", 5)
