@@ -24,6 +24,7 @@ from typing import Any
 
 import emsfast
 from emsfast._testbase.ft_pair import FTPair
+from emsfast.errors import EmsfastError
 
 QUEUE = "bench.failover"
 
@@ -45,7 +46,7 @@ async def _first_message(urls: str, deadline: float) -> float:
         try:
             conn = await emsfast.connect(urls, connect_attempt_count=1,
                                          handshake_timeout=1.0)
-        except (emsfast.EmsfastError, OSError):
+        except (EmsfastError, OSError):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.05)

@@ -14,6 +14,8 @@ receiving side inside ``server/connection.py``.
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,47 @@ from emsfast.errors import EmsfastError
 
 if TYPE_CHECKING:
     from emsfast.config.tibemsd import TibemsdConfig
+
+
+STORE_ID_FILE = "emsfast.id"
+
+
+def store_id(store_dir: str) -> str:
+    """The identity of a store directory ('' before its first activation)."""
+    try:
+        with open(os.path.join(store_dir, STORE_ID_FILE)) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def ensure_store_id(store_dir: str) -> str:
+    """Give the store an identity the first time a member activates on it: the
+    standby compares it with what it sees in its own store directory, which
+    catches two members that do not actually share their store."""
+    current = store_id(store_dir)
+    if current:
+        return current
+    new = uuid.uuid4().hex
+    tmp = os.path.join(store_dir, STORE_ID_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(new + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(store_dir, STORE_ID_FILE))
+    return new
+
+
+def store_mismatch(config: TibemsdConfig, peer_url: str, peer_id: object) -> str | None:
+    """Why the peer's store is not ours (None: same, or not known yet)."""
+    if not isinstance(peer_id, str) or not peer_id:
+        return None
+    mine = store_id(config.store)
+    if mine == peer_id:
+        return None
+    return (f"FT peer '{peer_url}' uses another store: its store id is {peer_id}, "
+            f"'{os.path.abspath(config.store)}' has {mine or 'none'}; the members do not "
+            "share their store directory, so a failover would lose every stored message")
 
 
 def peer_hello(config: TibemsdConfig) -> dict[str, Any]:
@@ -62,6 +105,7 @@ class PeerLink:
         self._proto: ClientProtocol | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
+        self.welcome: dict[str, Any] = {}
 
     async def connect(self, timeout: float) -> str:
         """The peer's FT state ("active", "standby", ...); raises OSError,
@@ -77,6 +121,7 @@ class PeerLink:
             if proto is not None:
                 proto.abort(EmsfastError("FT peer connect abandoned"))
             raise
+        self.welcome = info
         state = str(info.get("ft_state", ""))
         if "ft_state" not in info:
             proto.close()

@@ -39,7 +39,7 @@ from emsfast.ft.machine import (
     Tick,
     TryLock,
 )
-from emsfast.ft.peer import PeerLink, peer_hello
+from emsfast.ft.peer import PeerLink, peer_hello, store_mismatch
 from emsfast.log import log
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ class FTRunner:
         self._waiter: threading.Thread | None = None
         self._last_epoch_check = 0.0
         self._last_refusal = ""
+        self._last_store_error = ""
         self.reconnect_deadline: float | None = None
         self._was_standby = False       # activation after standby is a failover
 
@@ -182,6 +183,10 @@ class FTRunner:
             self.dispatch(PeerLost(str(exc) or type(exc).__name__))
             return
         self._last_refusal = ""
+        why = store_mismatch(config, str(self.peer), link.welcome.get("store_id"))
+        if why is not None and why != self._last_store_error:
+            log.error(why)
+        self._last_store_error = why or ""
         if state == "active":
             self._close_link()
             self._link = link

@@ -22,6 +22,7 @@ from emsfast.config.tibemsd import TibemsdConfig, parse_service_url
 from emsfast.consts import MAX_MSG_SIZE_CEILING
 from emsfast.errors import ConfigError
 from emsfast.ft.machine import FTState
+from emsfast.ft.peer import ensure_store_id
 from emsfast.log import Tracer, log, parse_trace
 from emsfast.server.authz import Authz
 from emsfast.server.broker import Broker
@@ -227,6 +228,7 @@ class Server:
             self.store.open(self.loop)
         self._store_open = True
         try:
+            ensure_store_id(self.config.store)
             self._recover()
         except BaseException:
             self._store_open = False

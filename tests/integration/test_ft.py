@@ -322,3 +322,10 @@ def test_client_that_does_not_return_is_cleaned_up_after_ft_reconnect_timeout(
     # Its unacked message went back to the queue, flagged as delivered once.
     assert [text_of(m) for m in again] == ["held"] and again[0].redelivered
     b.wait_for_line("ft_reconnect_timeout (2 s) expired: 1 client did not reconnect.", 5)
+
+
+def test_members_that_do_not_share_their_store_are_told(pair: FTPair, tmp_path: Path) -> None:
+    pair.start_active("a")
+    b = pair.start_standby("b", {"store": str(tmp_path / "not-shared")})
+    b.wait_for_line("uses another store", 5)
+    assert "do not share their store directory" in b.log_text()
