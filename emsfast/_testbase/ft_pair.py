@@ -44,7 +44,8 @@ class FTPair:
     def peer(self, role: str) -> str:
         return "b" if role == "a" else "a"
 
-    def member(self, role: str, params: Mapping[str, str] | None = None) -> ServerProcess:
+    def member(self, role: str, params: Mapping[str, str] | None = None,
+               queues: str | None = None) -> ServerProcess:
         """A new (not started) process for ``role``; replaces a previous one."""
         merged = {
             "listen": self.url(role),
@@ -54,7 +55,8 @@ class FTPair:
             "ft_activation": str(self.activation),
             **self.params, **(params or {}),
         }
-        proc = ServerProcess(self.root / role, params=merged, queues=self.queues)
+        proc = ServerProcess(self.root / role, params=merged,
+                             queues=self.queues if queues is None else queues)
         self.members[role] = proc
         return proc
 
@@ -64,8 +66,9 @@ class FTPair:
         proc.port = self.ports[role]
         return proc
 
-    def start_standby(self, role: str, params: Mapping[str, str] | None = None) -> ServerProcess:
-        proc = self.member(role, params).start(wait_ready=False)
+    def start_standby(self, role: str, params: Mapping[str, str] | None = None,
+                      queues: str | None = None) -> ServerProcess:
+        proc = self.member(role, params, queues).start(wait_ready=False)
         proc.wait_for_line(STANDBY_LINE, 20)
         proc.port = self.ports[role]
         return proc

@@ -24,6 +24,8 @@ from emsfast.client.protocol import ClientProtocol
 from emsfast.client.urls import ServerUrl
 from emsfast.consts import HELLO_MAGIC, PROTOCOL_VERSION
 from emsfast.errors import EmsfastError
+from emsfast.ft.digest import config_digest, describe, digest_differences
+from emsfast.log import log
 
 if TYPE_CHECKING:
     from emsfast.config.tibemsd import TibemsdConfig
@@ -76,6 +78,7 @@ def peer_hello(config: TibemsdConfig) -> dict[str, Any]:
         "magic": HELLO_MAGIC, "proto": PROTOCOL_VERSION, "ft_peer": True,
         "server": config.server, "user": config.server,
         "password": config.password or None, "lang": "python", "version": __version__,
+        "digest": config_digest(config),
     }
 
 
@@ -88,6 +91,16 @@ def peer_refusal(config: TibemsdConfig, hello: dict[str, Any]) -> str | None:
         return (f"FT peer has server name {name!r}, this server is {config.server!r}; "
                 "both members of a pair must use the same server name")
     return None
+
+
+def peer_welcome(config: TibemsdConfig, hello: dict[str, Any], host: str) -> dict[str, Any]:
+    """What the receiving member adds to an accepted peer's WELCOME; logs an FT
+    configuration error when the peer's configuration digest differs."""
+    mine = config_digest(config)
+    differ = digest_differences(mine, hello.get("digest"))
+    if differ:
+        log.error(describe(differ, f"at {host}"))
+    return {"store_id": store_id(config.store), "digest": mine}
 
 
 class PeerLink:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from emsfast.client.urls import ServerUrl
 from emsfast.errors import EmsfastError
+from emsfast.ft.digest import config_digest, describe, digest_differences
 from emsfast.ft.lock import FileStoreLock, InMemoryStoreLock, StoreLock
 from emsfast.ft.machine import (
     Action,
@@ -80,6 +81,7 @@ class FTRunner:
         self._last_epoch_check = 0.0
         self._last_refusal = ""
         self._last_store_error = ""
+        self._last_digest_error = ""
         self.reconnect_deadline: float | None = None
         self._was_standby = False       # activation after standby is a failover
 
@@ -187,6 +189,11 @@ class FTRunner:
         if why is not None and why != self._last_store_error:
             log.error(why)
         self._last_store_error = why or ""
+        differ = digest_differences(config_digest(config), link.welcome.get("digest"))
+        text = describe(differ, f"'{self.peer}'") if differ else ""
+        if text and text != self._last_digest_error:
+            log.error(text)
+        self._last_digest_error = text
         if state == "active":
             self._close_link()
             self._link = link

@@ -51,7 +51,7 @@ from emsfast.errors import (
     ProtocolError,
     StandbyError,
 )
-from emsfast.ft.peer import PeerBeat, peer_refusal, store_id
+from emsfast.ft.peer import PeerBeat, peer_refusal, peer_welcome
 from emsfast.log import log
 from emsfast.server import ops
 from emsfast.server.browsers import Browser
@@ -340,7 +340,7 @@ class ClientConnection(asyncio.Protocol):
         self.enc.control(FRAME_WELCOME, {
             "proto": PROTOCOL_VERSION, "server": self.server.name, "conn_id": self.conn_id,
             "max_msg_size": self.server.max_msg_size, "ft_state": self.server.ft_state,
-            **({"store_id": store_id(self.server.config.store)} if self.ft_peer else {}),
+            **(peer_welcome(self.server.config, hello, self.host) if self.ft_peer else {}),
         })
         if self.ft_peer:
             log.info(f"FT peer '{hello.get('server')}' at {self.host} connected "

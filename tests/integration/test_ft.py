@@ -329,3 +329,12 @@ def test_members_that_do_not_share_their_store_are_told(pair: FTPair, tmp_path: 
     b = pair.start_standby("b", {"store": str(tmp_path / "not-shared")})
     b.wait_for_line("uses another store", 5)
     assert "do not share their store directory" in b.log_text()
+
+
+def test_configuration_differences_are_logged_on_both_sides(pair: FTPair) -> None:
+    a = pair.start_active("a")
+    b = pair.start_standby("b", queues=">\nonly.on.b\n")
+    text = "FT configuration error: this server and its peer"
+    assert "differ in destinations (queues, topics, durables)" in b.wait_for_line(text, 5)
+    assert "destinations" in a.wait_for_line(text, 5)
+    assert "users" not in b.wait_for_line(text, 1)
