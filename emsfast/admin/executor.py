@@ -89,6 +89,7 @@ def required_permission(cmd: Command) -> tuple[str | None, str | None, str | Non
 
 _PERMS = {
     "show config": "view-server", "set server": "change-server", "shutdown": "shutdown",
+    "show digest": "view-server",
     "create user": "change-user", "delete user": "change-user", "set password": "change-user",
     "show users": "view-user", "show user": "view-user",
     "create group": "change-group", "delete group": "change-group",
@@ -203,6 +204,14 @@ def _ft_lines(server: Server) -> Lines:
             else "standalone" if state_name(server) == "active" else "waiting on the active")
     return [f"FT Peer: {server.config.ft_active}", f"FT Mode: {mode}",
             f"FT Failovers: {getattr(server, 'failovers', 0)}"]
+
+
+def _show_digest(conn: ClientConnection, cmd: Command) -> Lines:
+    # What FT peers compare (EMS.md 1.9); `compare` in the admin tool diffs two servers.
+    from emsfast.ft.digest import config_digest
+
+    return [f"{section}: {value}" for section, value in
+            config_digest(conn.server.config).items()]
 
 
 def _show_state(conn: ClientConnection, cmd: Command) -> Lines:
@@ -403,6 +412,7 @@ def _noop(conn: ClientConnection, cmd: Command) -> Lines:
 
 _HANDLERS: dict[str, Handler] = {
     "show server": _show_server, "show state": _show_state, "show config": _show_config,
+    "show digest": _show_digest,
     "set server": _set_server, "shutdown": _shutdown,
     "create user": _create_user, "delete user": _delete_user, "set password": _set_password,
     "show users": _show_users, "show user": _show_user,

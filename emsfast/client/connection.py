@@ -21,7 +21,7 @@ from emsfast._core.framing import (
 from emsfast._version import __version__
 from emsfast.client.failover import ExceptionListener, Failover
 from emsfast.client.protocol import ClientProtocol
-from emsfast.client.urls import ServerUrl, UnsupportedUrlError, parse_url_list
+from emsfast.client.urls import ServerUrl, UnsupportedUrlError, parse_url_groups
 from emsfast.consts import (
     FRAME_CONFIRM,
     FRAME_DELIVER,
@@ -82,6 +82,10 @@ async def connect(
     AUTH or VERSION refusal is raised at once. When every attempt fails, the
     ``ConnectionClosedError`` lists each URL with its last reason.
 
+    ``+`` separates independent servers (EMS.md 1.9): the first connect walks every
+    URL in order; failover stays inside the current group (shared-state pair) and
+    moves to the next group only when the whole group is gone.
+
     With more than one URL the connection fails over (client/failover.py): on
     losing its server it makes ``reconnect_attempt_count`` passes over the list,
     ``reconnect_attempt_delay`` apart (each try limited to
@@ -89,7 +93,8 @@ async def connect(
     sessions, producers and consumers. ``exception_listener`` is called when it
     gives up, and on each switch if ``exception_on_ft_switch``.
     """
-    urls = parse_url_list(url)
+    groups = parse_url_groups(url)
+    urls = [u for group in groups for u in group]
     if urls[0].scheme == "ssl":
         raise UnsupportedUrlError("ssl:// URLs arrive with the TLS issue; use tcp:// for now")
     if connect_attempt_count < 1:
@@ -115,7 +120,7 @@ async def connect(
                 conn = await _attempt(server, hello, client_id, handshake_timeout)
                 if len(urls) > 1:
                     conn._failover = Failover(
-                        conn, urls, hello, count=max(1, reconnect_attempt_count),
+                        conn, groups, hello, count=max(1, reconnect_attempt_count),
                         delay=max(0.0, reconnect_attempt_delay),
                         timeout=reconnect_attempt_timeout or handshake_timeout,
                         listener=exception_listener, on_switch=exception_on_ft_switch)

@@ -50,11 +50,11 @@ class FailoverError(ConnectionClosedError):
 
 
 class Failover:
-    def __init__(self, conn: Connection, urls: list[ServerUrl], hello: dict[str, Any], *,
+    def __init__(self, conn: Connection, groups: list[list[ServerUrl]], hello: dict[str, Any], *,
                  count: int, delay: float, timeout: float,
                  listener: ExceptionListener | None, on_switch: bool) -> None:
         self.conn = conn
-        self.urls = urls
+        self.groups = groups
         self.hello = hello
         self.count = count
         self.delay = delay
@@ -63,6 +63,7 @@ class Failover:
         self.on_switch = on_switch
         self.active = False
         self.switches = 0
+        self.group_moves = 0
         # Requests made while reconnecting: (op, fields, future), sent after the rebuild.
         self.deferred: list[tuple[str, dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
         self._task: asyncio.Task[None] | None = None
@@ -83,24 +84,32 @@ class Failover:
         conn = self.conn
         reasons: dict[str, str] = {}
         hello = dict(self.hello, reconnect=True)
-        # Start with the server after the one that failed: it is the likely successor.
-        start = next((i for i, u in enumerate(self.urls) if str(u) == conn.url), -1) + 1
-        order = self.urls[start:] + self.urls[:start]
-        for _ in range(self.count):
-            await asyncio.sleep(self.delay)
-            for url in order:
-                if conn._closing:
+        current = next((i for i, g in enumerate(self.groups)
+                        if any(str(u) == conn.url for u in g)), 0)
+        # Dual state: the rest of the current pair first; other groups only when
+        # the whole group is gone (EMS.md 1.9).
+        for n in range(len(self.groups)):
+            index = (current + n) % len(self.groups)
+            group = self.groups[index]
+            if n == 0:
+                # The server after the one that failed is its likely successor.
+                start = next((i for i, u in enumerate(group) if str(u) == conn.url), -1) + 1
+                group = group[start:] + group[:start]
+            for _ in range(self.count):
+                await asyncio.sleep(self.delay)
+                for url in group:
+                    if conn._closing:
+                        return
+                    try:
+                        proto, info = await self._dial(url, hello)
+                    except (VersionError, AuthError) as exc:
+                        self._give_up(exc)
+                        return
+                    except _NEXT_URL as exc:
+                        reasons[str(url)] = str(exc) or type(exc).__name__
+                        continue
+                    self._switch(proto, url, info, moved=n > 0)
                     return
-                try:
-                    proto, info = await self._dial(url, hello)
-                except (VersionError, AuthError) as exc:
-                    self._give_up(exc)
-                    return
-                except _NEXT_URL as exc:
-                    reasons[str(url)] = str(exc) or type(exc).__name__
-                    continue
-                self._switch(proto, url, info)
-                return
         listing = "; ".join(f"{u}: {r}" for u, r in reasons.items())
         self._give_up(ConnectionClosedError(
             f"connection lost ({lost}) and reconnecting failed after {self.count} "
@@ -138,7 +147,8 @@ class Failover:
             except Exception:   # the application's bug must not break the client
                 pass
 
-    def _switch(self, proto: ClientProtocol, url: ServerUrl, info: dict[str, Any]) -> None:
+    def _switch(self, proto: ClientProtocol, url: ServerUrl, info: dict[str, Any],
+                moved: bool) -> None:
         conn = self.conn
         old = conn._requests
         conn._requests = {}
@@ -168,7 +178,12 @@ class Failover:
             conn.replay(fut, op, fields)
         self.switches += 1
         proto.schedule_flush()
-        if self.on_switch:
+        if moved:
+            # An independent server: messages may have been lost or duplicated.
+            self.group_moves += 1
+            self._tell(FailoverError(f"connection moved to the independent server group "
+                                     f"of {url}; its state is not shared with the old one"))
+        elif self.on_switch:
             self._tell(FailoverError(f"connection failed over to {url}"))
 
 
