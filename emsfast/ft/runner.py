@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from emsfast.client.urls import ServerUrl
-from emsfast.errors import EmsfastError
+from emsfast.errors import EmsfastError, ProtocolError
 from emsfast.ft.digest import config_digest, describe, digest_differences
 from emsfast.ft.lock import FileStoreLock, InMemoryStoreLock, StoreLock
 from emsfast.ft.machine import (
@@ -203,11 +203,16 @@ class FTRunner:
     def _report_refusal(self, exc: BaseException) -> None:
         # A peer that answers and refuses (wrong password, other server name, not
         # emsfast) is a configuration problem: say so, once per distinct reason.
-        if isinstance(exc, EmsfastError):
+        if isinstance(exc, ProtocolError):
+            text = (f"FT peer '{self.peer}' refused the link: it does not speak the emsfast "
+                    f"protocol (not an emsfast server?): {exc}")
+        elif isinstance(exc, EmsfastError):
             text = f"FT peer '{self.peer}' refused the link: {exc}"
-            if text != self._last_refusal:
-                log.error(text)
-                self._last_refusal = text
+        else:
+            return
+        if text != self._last_refusal:
+            log.error(text)
+            self._last_refusal = text
 
     def _heard(self) -> None:
         self.dispatch(Heartbeat())

@@ -388,3 +388,46 @@ def test_admin_compare_lists_configuration_differences(tmp_path: Path) -> None:
     finally:
         for proc in (a, b, c):
             proc.cleanup()
+
+
+def test_simultaneous_start_settles_on_one_active(pair: FTPair) -> None:
+    # The store lock breaks the tie (EMS.md 1.2).
+    a = pair.member("a").start(wait_ready=False)
+    b = pair.member("b").start(wait_ready=False)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        logs = {r: p.log_text() for r, p in (("a", a), ("b", b))}
+        active = [r for r, t in logs.items() if "Server is active." in t]
+        standby = [r for r, t in logs.items() if STANDBY_LINE in t]
+        if active and standby:
+            break
+        time.sleep(0.1)
+    assert len(active) == 1 and standby == [pair.peer(active[0])], logs
+
+
+def test_peer_that_is_not_emsfast_is_named_and_the_lock_decides(
+        pair: FTPair, tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    # Something else listens on the peer's port and answers garbage.
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", pair.ports["b"]))
+    listener.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                peer, _ = listener.accept()
+            except OSError:
+                return
+            peer.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n" * 4)
+            peer.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        a = pair.start_active("a")
+        assert "does not speak the emsfast protocol" in a.log_text()
+    finally:
+        listener.close()
