@@ -146,6 +146,7 @@ class FTMachine:
         self.clock = clock
         self.state = FTState.STARTING
         self.last_heartbeat = clock()
+        self.retries = 0            # start-up rounds lost to a locked store
 
     def handle(self, event: Event) -> list[Action]:
         step = _TRANSITIONS.get((self.state, type(event)))
@@ -190,9 +191,13 @@ class FTMachine:
 
     def _starting_lock_failed(self, ev: Event) -> list[Action]:
         assert isinstance(ev, LockFailed)
+        retry: list[Action] = [ConnectPeer(RETRY_DELAY)]
+        if self.retries:
+            self.retries += 1
+            return retry        # said once; a retry every second must not flood the log
+        self.retries = 1
         return [Log(f"Store is locked by {ev.owner or 'another server'} and the peer "
-                    f"'{self.peer_url}' is not active; retrying.", "warning"),
-                ConnectPeer(RETRY_DELAY)]
+                    f"'{self.peer_url}' is not active; retrying.", "warning")] + retry
 
     # -- STANDBY ----------------------------------------------------------------------
 

@@ -190,3 +190,10 @@ def test_fenced_logs_reason() -> None:
     actions = m.handle(Fenced("epoch is 5"))
     assert actions[-1] == Stop(3)
     assert "epoch is 5" in logs(actions)[0]
+
+
+def test_lock_retries_are_logged_once() -> None:
+    m = machine(S.STARTING)
+    first = m.handle(LockFailed("pid 7"))
+    assert "pid 7" in logs(first)[0] and plain(first) == [ConnectPeer(1.0)]
+    assert m.handle(LockFailed("pid 7")) == [ConnectPeer(1.0)]
