@@ -219,7 +219,7 @@ class Server:
             log.info("Server rereading configuration.")
             self._reread_config()
         if isinstance(self.store, LmdbStore):
-            self.store.open(self.loop, steal=steal)
+            await self._open_for_takeover(self.store, steal)
             if self.store.stolen:
                 log.warning(f"Store lock '{self.store.lock.path}' is still held by "
                             f"{self.store.lock.owner()}; taking over by epoch "
@@ -237,6 +237,16 @@ class Server:
         await self._start_stomp()
         self.recovered = True
         self.failovers += failover
+
+    async def _open_for_takeover(self, store: LmdbStore, steal: bool) -> None:
+        # The epoch bump needs LMDB's writer lock; a hung (SIGSTOPped) active caught
+        # inside a commit holds it until it runs again. Say so instead of hanging mute.
+        opening = asyncio.ensure_future(asyncio.to_thread(store.open, self.loop, steal=steal))
+        while not (await asyncio.wait({opening}, timeout=5))[0]:
+            log.warning(f"Store '{store.dir}' is still being written by its previous owner "
+                        f"({store.lock.owner()}); a process hung inside a write transaction "
+                        "must run or be killed before this server can take over.")
+        opening.result()
 
     def _reread_config(self) -> None:
         # The standby served nothing, so its broker is empty: rebuild it from the

@@ -431,3 +431,29 @@ def test_peer_that_is_not_emsfast_is_named_and_the_lock_decides(
         assert "does not speak the emsfast protocol" in a.log_text()
     finally:
         listener.close()
+
+
+def test_takeover_waits_out_a_write_transaction_held_by_a_hung_process(pair: FTPair) -> None:
+    # A process stopped inside an LMDB write transaction holds the writer lock: the
+    # takeover says so and completes once the transaction ends.
+    import subprocess
+    import sys
+
+    a = pair.start_active("a")
+    b = pair.start_standby("b")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import lmdb, sys, time\n"
+        "env = lmdb.open(sys.argv[1], max_dbs=8, subdir=True)\n"
+        "txn = env.begin(write=True)\n"
+        "print('holding', flush=True)\n"
+        "time.sleep(11)\n"
+        "txn.abort()\n"), str(pair.store / "async-msgs.db")], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"holding\n"
+        os.kill(a.pid, signal.SIGSTOP)
+        b.wait_for_line("must run or be killed before this server can take over", 15)
+        b.wait_for_line("Server is active.", 10)
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+        holder.kill()
+    assert a.wait(10) == 3
