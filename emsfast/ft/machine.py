@@ -210,9 +210,11 @@ class FTMachine:
     def _standby_lost(self, ev: Event) -> list[Action]:
         # The link broke: reconnect; the lock (death) or the timer (hang) activates.
         assert isinstance(ev, PeerLost)
-        return [Log(f"Lost the link to the active server '{self.peer_url}'"
-                    f"{': ' + ev.reason if ev.reason else ''}.", "warning"),
-                ConnectPeer(min(self.heartbeat, RETRY_DELAY))]
+        retry: list[Action] = [ConnectPeer(min(self.heartbeat, RETRY_DELAY))]
+        if not ev.reason:
+            return retry    # a failed reconnect attempt: said when the link broke
+        return [Log(f"Lost the link to the active server '{self.peer_url}': {ev.reason}.",
+                    "warning")] + retry
 
     def _standby_heartbeat(self, ev: Event) -> list[Action]:
         self._heard()

@@ -165,7 +165,11 @@ class FTRunner:
             link.close()
 
     def _connect(self, delay: float) -> None:
-        if self._connecting is not None and not self._connecting.done():
+        # One attempt at a time; an attempt that ends by asking for the next one
+        # (dispatch runs inside it) must still get it.
+        current = self._connecting
+        if (current is not None and not current.done()
+                and current is not asyncio.current_task()):
             return
         self._connecting = self.loop.create_task(self._connect_peer(delay))
         self._connecting.add_done_callback(_report)
@@ -182,7 +186,9 @@ class FTRunner:
             state = await link.connect(timeout=max(config.ft_heartbeat, 1.0))
         except (OSError, TimeoutError, EmsfastError) as exc:
             self._report_refusal(exc)
-            self.dispatch(PeerLost(str(exc) or type(exc).__name__))
+            # Only a broken link is news to a standby, not each failed retry.
+            standby = self.machine.state is FTState.STANDBY
+            self.dispatch(PeerLost("" if standby else str(exc) or type(exc).__name__))
             return
         self._last_refusal = ""
         why = store_mismatch(config, str(self.peer), link.welcome.get("store_id"))
