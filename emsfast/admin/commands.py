@@ -18,6 +18,8 @@ from emsfast.errors import InvalidError
 USAGE: dict[str, str] = {
     "show server": "info | show server",
     "show state": "show state",
+    "show digest": "show digest",
+    "compare": "compare URL [USER PASSWORD]   (lists configuration differences)",
     "show config": "show config",
     "set server": "set server PARAM=VALUE [PARAM=VALUE ...]",
     "shutdown": "shutdown",
@@ -65,8 +67,8 @@ USAGE: dict[str, str] = {
     "exit": "exit | quit",
 }
 # Handled by the CLI itself, never sent to the server.
-LOCAL_COMMANDS = frozenset({"help", "exit", "connect", "disconnect"})
-_SHOW_SIMPLE = {"server", "state", "config", "users", "groups"}
+LOCAL_COMMANDS = frozenset({"help", "exit", "connect", "disconnect", "compare"})
+_SHOW_SIMPLE = {"server", "state", "config", "users", "groups", "digest"}
 _SHOW_ONE = {"user", "group", "queue", "topic", "durable"}
 _SHOW_PATTERN = {"queues", "topics", "durables"}
 
@@ -192,6 +194,13 @@ def _parse(t: _Tokens, verb: str, obj: str, line: str) -> Command:  # noqa: C901
         user = words[0] if words else None
         password = words[1] if len(words) > 1 else None
         return Command("connect", {"url": url, "user": user, "password": password}, line)
+    if verb == "compare":
+        words = [t.word(i) for i in range(1, len(t))]
+        if not words or "://" not in words[0] or len(words) not in (1, 3):
+            raise _fail("compare", "expected a server URL, then optionally USER and PASSWORD")
+        return Command("compare", {"url": words[0], "user": words[1] if len(words) > 1
+                                   else None, "password": words[2] if len(words) > 2
+                                   else None}, line)
     if verb == "autocommit":
         return Command("autocommit", {"value": t.key(1)}, line)
     if verb == "show":

@@ -37,6 +37,7 @@ from emsfast.errors import (
     InvalidError,
     NotAllowedError,
     NotFoundError,
+    StandbyError,
 )
 from emsfast.log import Tracer, log, parse_trace
 
@@ -88,6 +89,7 @@ def required_permission(cmd: Command) -> tuple[str | None, str | None, str | Non
 
 _PERMS = {
     "show config": "view-server", "set server": "change-server", "shutdown": "shutdown",
+    "show digest": "view-server",
     "create user": "change-user", "delete user": "change-user", "set password": "change-user",
     "show users": "view-user", "show user": "view-user",
     "create group": "change-group", "delete group": "change-group",
@@ -126,6 +128,11 @@ async def execute(conn: ClientConnection, text: str) -> dict[str, Any]:
             log.warning(f"{who}: admin command '{cmd.name}' refused: needs {perm}")
             raise NotAllowedError(
                 f"user '{conn.user}' may not run '{cmd.name}': needs the {perm} permission")
+    if (state_name(server) != "active" and not cmd.name.startswith("show")
+            and cmd.name != "shutdown"):
+        # The standby has no store open; changes are made on the active (EMS.md 1.8).
+        raise StandbyError(f"'{cmd.name}' is refused: server in {state_name(server)} mode; "
+                           "make changes on the active server")
     handler = _HANDLERS[cmd.name]
     state = authz.state
     # A failed user/group/ACL change (e.g. a file that cannot be written) is undone
@@ -174,6 +181,7 @@ def _show_server(conn: ClientConnection, cmd: Command) -> Lines:
         f"Server: {server.name} (version: {__version__})",
         f"Hostname: {socket.gethostname()}",
         f"State: {state_name(server)}",
+        *_ft_lines(server),
         f"Process Id: {os.getpid()}",
         f"Listens: {', '.join(server.config.listen)}",
         f"Authorization: {'enabled' if server.authz.enabled else 'disabled'}",
@@ -188,8 +196,27 @@ def _show_server(conn: ClientConnection, cmd: Command) -> Lines:
     ]
 
 
+def _ft_lines(server: Server) -> Lines:
+    if not server.config.ft_active:
+        return []
+    peers = sum(1 for c in server.connections.values() if c.ft_peer)
+    mode = ("fully operational" if state_name(server) == "active" and peers
+            else "standalone" if state_name(server) == "active" else "waiting on the active")
+    return [f"FT Peer: {server.config.ft_active}", f"FT Mode: {mode}",
+            f"FT Failovers: {getattr(server, 'failovers', 0)}"]
+
+
+def _show_digest(conn: ClientConnection, cmd: Command) -> Lines:
+    # What FT peers compare (EMS.md 1.9); `compare` in the admin tool diffs two servers.
+    from emsfast.ft.digest import config_digest
+
+    return [f"{section}: {value}" for section, value in
+            config_digest(conn.server.config).items()]
+
+
 def _show_state(conn: ClientConnection, cmd: Command) -> Lines:
-    return [f"Server: {conn.server.name}", f"State: {state_name(conn.server)}"]
+    return [f"Server: {conn.server.name}", f"State: {state_name(conn.server)}",
+            *_ft_lines(conn.server)]
 
 
 _HIDDEN_CONFIG = frozenset({"extra", "source", "items", "warnings"})
@@ -385,6 +412,7 @@ def _noop(conn: ClientConnection, cmd: Command) -> Lines:
 
 _HANDLERS: dict[str, Handler] = {
     "show server": _show_server, "show state": _show_state, "show config": _show_config,
+    "show digest": _show_digest,
     "set server": _set_server, "shutdown": _shutdown,
     "create user": _create_user, "delete user": _delete_user, "set password": _set_password,
     "show users": _show_users, "show user": _show_user,

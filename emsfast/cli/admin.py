@@ -122,6 +122,8 @@ def _execute(session: AdminSession, text: str, interactive: bool) -> tuple[bool,
         session.close()
         print(f"Disconnected from {session.url}.")
         return True, False
+    if cmd.name == "compare":
+        return _compare(session, cmd.args), False
     if cmd.name == "connect":
         a = cmd.args
         password = a["password"]
@@ -145,6 +147,31 @@ def _execute(session: AdminSession, text: str, interactive: bool) -> tuple[bool,
         print(line)
     sys.stdout.flush()
     return True, False
+
+
+def _compare(session: AdminSession, a: dict[str, Any]) -> bool:
+    """Diff the configuration digests of this server and ``a["url"]`` (EMS.md 1.9:
+    independent servers of a `+` list must match); False when they differ."""
+    from emsfast.errors import EmsfastError
+
+    other = AdminSession(a["url"], a["user"] or session.user)
+    try:
+        mine = dict(line.split(": ", 1) for line in session.run("show digest"))
+        other.connect(a["url"], a["user"] or session.user, a["password"])
+        theirs = dict(line.split(": ", 1) for line in other.run("show digest"))
+    except (EmsfastError, OSError) as exc:
+        print(f"Error: compare with {a['url']}: {exc}", file=sys.stderr, flush=True)
+        return False
+    finally:
+        other.close()
+        other.loop.close()
+    differ = [s for s in mine if theirs.get(s) != mine[s]]
+    for section in differ:
+        print(f"{section}: differs between {session.url} and {a['url']}")
+    if not differ:
+        print(f"No configuration differences between {session.url} and {a['url']}.")
+    sys.stdout.flush()
+    return not differ
 
 
 def _commands(lines: Iterable[str]) -> Iterable[tuple[int, str]]:

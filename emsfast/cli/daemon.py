@@ -102,7 +102,7 @@ async def _serve(config: object, trace: str | None, skip_corrupt: bool) -> int:
     # second. Freeze start-up objects and collect less often.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=Server is active.")
+    notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=Server is {server.ft_state}.")
     # Either a signal or the server itself (fenced) ends the run.
     waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.shutdown.wait())]
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

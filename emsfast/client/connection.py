@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import ssl
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,8 +21,9 @@ from emsfast._core.framing import (
     unpack_control,
 )
 from emsfast._version import __version__
+from emsfast.client.failover import ExceptionListener, Failover
 from emsfast.client.protocol import ClientProtocol
-from emsfast.client.urls import ServerUrl, parse_url_list
+from emsfast.client.urls import ServerUrl, parse_url_groups
 from emsfast.consts import (
     FRAME_CONFIRM,
     FRAME_DELIVER,
@@ -79,6 +81,11 @@ async def connect(
     ssl_verify_host: bool = True,
     ssl_ciphers: str = "",
     ssl_context: ssl.SSLContext | None = None,
+    reconnect_attempt_count: int = 4,
+    reconnect_attempt_delay: float = 0.5,
+    reconnect_attempt_timeout: float = 0.0,
+    exception_listener: ExceptionListener | None = None,
+    exception_on_ft_switch: bool = False,
 ) -> Connection:
     """Connect to the first server of ``url`` (an FT list) that accepts us.
 
@@ -86,6 +93,17 @@ async def connect(
     on to the next URL at once, and ``connect_attempt_delay`` separates passes. An
     AUTH or VERSION refusal is raised at once. When every attempt fails, the
     ``ConnectionClosedError`` lists each URL with its last reason.
+
+    ``+`` separates independent servers (EMS.md 1.9): the first connect walks every
+    URL in order; failover stays inside the current group (shared-state pair) and
+    moves to the next group only when the whole group is gone.
+
+    With more than one URL the connection fails over (client/failover.py): on
+    losing its server it makes ``reconnect_attempt_count`` passes over the list,
+    ``reconnect_attempt_delay`` apart (each try limited to
+    ``reconnect_attempt_timeout``, 0: ``handshake_timeout``), and rebuilds its
+    sessions, producers and consumers. ``exception_listener`` is called when it
+    gives up, and on each switch if ``exception_on_ft_switch``.
 
     ``ssl://`` URLs (docs/tls.md): the server certificate must chain to
     ``ssl_trusted`` (CA files; the system CAs when empty) and name the host dialled,
@@ -95,7 +113,8 @@ async def connect(
     ``ssl_context`` replaces all of these but ``ssl_hostname`` (the FT link uses it).
     A bad file raises ``ConfigError`` naming it.
     """
-    urls = parse_url_list(url)
+    groups = parse_url_groups(url)
+    urls = [u for group in groups for u in group]
     tls: ssl.SSLContext | None = None
     if urls[0].scheme == "ssl":
         tls = ssl_context or client_context(
@@ -114,14 +133,25 @@ async def connect(
         "lang": "python",
         "version": __version__,
     }
+    if len(urls) > 1:
+        # Names this client across servers: the successor drops resent duplicates.
+        hello["client_token"] = secrets.token_hex(12)
     reasons: dict[str, BaseException] = {}
     for attempt in range(connect_attempt_count):
         if attempt:
             await asyncio.sleep(connect_attempt_delay)
         for server in urls:
             try:
-                return await _attempt(server, hello, client_id, handshake_timeout, tls,
+                conn = await _attempt(server, hello, client_id, handshake_timeout, tls,
                                       ssl_hostname)
+                if len(urls) > 1:
+                    conn._failover = Failover(
+                        conn, groups, hello, count=max(1, reconnect_attempt_count),
+                        delay=max(0.0, reconnect_attempt_delay),
+                        timeout=reconnect_attempt_timeout or handshake_timeout,
+                        listener=exception_listener, on_switch=exception_on_ft_switch,
+                        tls=tls, ssl_hostname=ssl_hostname)
+                return conn
             except (VersionError, AuthError):
                 raise  # AuthError is a PermissionError, hence an OSError: not "next URL"
             except _NEXT_URL as exc:
@@ -219,6 +249,7 @@ class Connection:
         self._consumers: dict[int, Consumer] = {}
         self._closed: EmsfastError | None = None
         self._closing = False
+        self._failover: Failover | None = None
         proto.sink = self
 
     def __repr__(self) -> str:
@@ -272,6 +303,10 @@ class Connection:
         if self._closed is not None or self._closing:
             return
         self._closing = True
+        if self._failover is not None and self._failover.active:
+            self._shutdown(ConnectionClosedError("connection closed while failing over"))
+            self._proto.close()
+            return
         try:
             await asyncio.wait_for(self.ping(), timeout=5.0)
         except (EmsfastError, TimeoutError):
@@ -309,8 +344,16 @@ class Connection:
         """
         if self._closed is not None:
             raise ConnectionClosedError(str(self._closed)) from self._closed
-        rid = next(self._rids)
         fut: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        if self._failover is not None and self._failover.active:
+            self._failover.deferred.append((op, fields, fut))
+            return fut
+        self._send_request(fut, op, fields)
+        return fut
+
+    def _send_request(self, fut: asyncio.Future[dict[str, Any]], op: str,
+                      fields: dict[str, Any]) -> None:
+        rid = next(self._rids)
         self._requests[rid] = fut
         proto = self._proto
         proto.emit_pending()
@@ -318,7 +361,32 @@ class Connection:
         fields["op"] = op
         proto.encoder.control(FRAME_REQUEST, fields)
         proto.schedule_flush()
-        return fut
+
+    # -- failover (client/failover.py) -----------------------------------------------
+
+    def adopt(self, proto: ClientProtocol, url: ServerUrl, welcome: dict[str, Any]) -> None:
+        """Continue on ``proto``, a new link to ``url``."""
+        self._proto = proto
+        proto.sink = self
+        self.url = str(url)
+        self.server_name = str(welcome.get("server", ""))
+        self.conn_id = welcome.get("conn_id")
+        self.max_msg_size = welcome["max_msg_size"]
+
+    def replay(self, fut: asyncio.Future[dict[str, Any]], op: str,
+               fields: dict[str, Any]) -> None:
+        """Send ``op`` again on the new link; ``fut`` (if still pending) gets its answer."""
+        if fut.done():
+            fresh: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+            fresh.add_done_callback(_retrieve)
+            self._send_request(fresh, op, dict(fields))
+        else:
+            self._send_request(fut, op, dict(fields))
+
+    @property
+    def failovers(self) -> int:
+        """How many times this connection moved to another server."""
+        return 0 if self._failover is None else self._failover.switches
 
     def register_producer(self, producer: Producer) -> None:
         self._producers[producer.id] = producer
@@ -380,6 +448,10 @@ class Connection:
             fut.set_exception(err)
 
     def connection_failed(self, exc: EmsfastError) -> None:
+        failover = self._failover
+        if failover is not None and not self._closing and self._closed is None:
+            failover.begin(exc)
+            return
         self._shutdown(exc)
 
     def _shutdown(self, exc: EmsfastError) -> None:
@@ -398,6 +470,11 @@ class Connection:
             producer.connection_lost(exc)
         for consumer in list(self._consumers.values()):
             consumer.connection_lost(exc)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _rid(info: dict[str, Any]) -> int:

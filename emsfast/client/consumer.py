@@ -62,8 +62,13 @@ class Consumer:
             fields["shared"] = True
         if subscription is not None:
             fields["subscription"] = subscription
+        self.create_fields = fields
+        # Ids handed out or buffered lately: after a failover the ones that come
+        # back are flagged redelivered even if the old server had not marked them.
+        self._recent: deque[int] = deque(maxlen=_RECENT)
+        self._suspect: set[int] = set()
         conn.register_consumer(self)
-        self.ready = conn.request("consumer.create", fields)
+        self.ready = conn.request("consumer.create", dict(fields))
         self.ready.add_done_callback(silence)
         self.ready.add_done_callback(self._created)
 
@@ -135,6 +140,7 @@ class Consumer:
 
     def _take(self) -> Message:
         count, tag, mid, blob = self._buffer.popleft()
+        self._recent.append(mid)
         self._credit += 1
         if self._credit >= self._credit_batch or not self._buffer:
             self.connection.proto.add_pending(self)
@@ -147,6 +153,8 @@ class Consumer:
     # -- called by the connection and session ----------------------------------------
 
     def deliver(self, count: int, tag: int, mid: int, blob: bytes) -> None:
+        if self._suspect and count < 2 and mid in self._suspect:
+            count = 2           # seen before the failover: a redelivery
         limbo = self.session.limbo
         if limbo is not None:
             limbo.append((self, (count, tag, mid, blob)))
@@ -180,6 +188,14 @@ class Consumer:
             self._credit += self._discarded
             self._discarded = 0
             self.connection.proto.add_pending(self)
+
+    def failover_begin(self) -> None:
+        """The link broke: the new server redelivers what was unacked, with full credit."""
+        self._suspect = set(self._recent)
+        self._suspect.update(entry[2] for entry in self._buffer)
+        self._buffer.clear()
+        self._credit = 0
+        self._discarded = 0
 
     def connection_lost(self, exc: EmsfastError) -> None:
         self._lost = exc
@@ -216,6 +232,9 @@ class Consumer:
         # session (JMS); everything else of this consumer goes back.
         await conn.request("consumer.close",
                            {"consumer": self.id, "keep": self.session.held_tags()})
+
+
+_RECENT = 10_000
 
 
 def _credit_batch(prefetch: int) -> int:

@@ -19,6 +19,7 @@ from emsfast.consts import (
 from emsfast.errors import ConnectionClosedError, EmsfastError, InvalidError, LimitError
 
 if TYPE_CHECKING:
+    from emsfast.client.protocol import ClientProtocol
     from emsfast.client.session import Session
 
 __all__ = ["Producer", "SendFuture"]
@@ -34,6 +35,7 @@ class SendFuture(asyncio.Future[Message]):
     seen = False
     record = False      # raise from flush()/next send if unseen (send_async, not send)
     msg: Message
+    blob = b""          # kept while unconfirmed: resent as is after a failover
 
     def result(self) -> Message:
         self.seen = True
@@ -71,12 +73,13 @@ class Producer:
         self._closed = False
         self._lost: EmsfastError | None = None
         conn.register_producer(self)
-        self.ready = conn.request("producer.create", {
+        self.create_fields: dict[str, Any] = {
             "session": session.id,
             "producer": pid,
             "dest_type": destination.kind,
             "dest": destination.name,
-        })
+        }
+        self.ready = conn.request("producer.create", dict(self.create_fields))
         self.ready.add_done_callback(silence)
 
     def __repr__(self) -> str:
@@ -198,6 +201,7 @@ class Producer:
             return None
         fut = SendFuture(loop=proto.loop)
         fut.msg = msg
+        fut.blob = blob
         fut.record = record
         self._pending[seq] = fut
         return fut
@@ -250,6 +254,12 @@ class Producer:
                 self._keep_failure(err, fut)
         if len(self._pending) < self.window:
             self._space.set()
+
+    def resend(self, proto: ClientProtocol) -> None:
+        """After a failover: every unconfirmed persistent send again, same sequence
+        numbers, in order; the server drops the ones it had already stored."""
+        for seq in sorted(self._pending):
+            proto.encoder.publish(self.id, seq, PUBLISH_CONFIRM, self._pending[seq].blob)
 
     def connection_lost(self, exc: EmsfastError) -> None:
         self._lost = exc

@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from emsfast._core.framing import FrameEncoder
+from emsfast.client.failover import rolled_back
 from emsfast.client.messages import Destination, Message, Queue, Topic
 from emsfast.consts import (
     ACK_AUTO,
@@ -68,7 +69,12 @@ class Session:
         self._producers: dict[int, Producer] = {}
         self._reply_producers: dict[Destination, Producer] = {}
         self._closed = False
-        self.ready = conn.request("session.create", {"session": sid, "ack_mode": mode})
+        # Failover (client/failover.py): tags of an older link must never be acked
+        # on the new one, and an open transaction is lost with the old server.
+        self.generation = 0
+        self.tx_lost = False
+        self.create_fields: dict[str, Any] = {"session": sid, "ack_mode": mode}
+        self.ready = conn.request("session.create", dict(self.create_fields))
         self.ready.add_done_callback(silence)
         conn.register_session(self)
 
@@ -203,6 +209,13 @@ class Session:
     async def commit(self) -> None:
         if not self.transacted:
             raise InvalidError("commit() needs a transacted session")
+        if self.tx_lost:
+            # What the new server saw of this transaction is rolled back too.
+            self.tx_lost = False
+            self._held.clear()
+            self._acks = []
+            await self._call("session.rollback")
+            raise rolled_back()
         await self._call("session.commit")
 
     async def rollback(self) -> None:
@@ -298,8 +311,18 @@ class Session:
             msg._ack_hook = self._ack_client
         elif mode in _EXPLICIT:
             self._held[tag] = None
-            msg._ack_hook = lambda: self._ack_one(tag)
+            gen = self.generation
+            msg._ack_hook = lambda: self._ack_one(tag) if gen == self.generation else None
         # ACK_NONE: the server forgot the message as it delivered it.
+
+    def failover(self) -> None:
+        """The connection moved to another server: what was unacked comes back."""
+        self._held.clear()
+        self._acks = []
+        self.limbo = None
+        self.generation += 1
+        if self.transacted:
+            self.tx_lost = True
 
     def _ack_client(self) -> None:
         tags = list(self._held)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from emsfast.config.urls import parse_url_list as _parse_url_list
 from emsfast.errors import InvalidError
 
-__all__ = ["ServerUrl", "UnsupportedUrlError", "parse_url_list"]
+__all__ = ["ServerUrl", "UnsupportedUrlError", "parse_url_groups", "parse_url_list"]
 
 
 class UnsupportedUrlError(InvalidError, NotImplementedError):
@@ -28,6 +28,15 @@ class ServerUrl:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
+
+
+def parse_url_groups(text: str) -> list[list[ServerUrl]]:
+    """``tcp://a1:7222,tcp://a2:7222+tcp://b1:7222`` (EMS.md 1.9): ``+`` separates
+    independent servers (unshared state), ``,`` the members of one FT pair."""
+    groups = [parse_url_list(group) for group in text.split("+")]
+    if len({u.scheme for g in groups for u in g}) > 1:
+        raise InvalidError(f"URL list {text!r} mixes tcp:// and ssl://")
+    return groups
 
 
 def parse_url_list(text: str) -> list[ServerUrl]:

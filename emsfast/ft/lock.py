@@ -31,6 +31,9 @@ class StoreLock(Protocol):
     def acquire(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` seconds (None: forever) for the lock."""
 
+    def wait_blocking(self) -> bool:
+        """Block the calling thread until the lock is ours (a standby's waiter)."""
+
     def release(self) -> None: ...
 
     def owner(self) -> str:
@@ -50,10 +53,22 @@ class FileStoreLock:
     def __init__(self, store_dir: str) -> None:
         self.path = os.path.join(store_dir, LOCK_FILE)
         self._fd: int | None = None
+        # The standby's waiter thread and the loop may both take the lock.
+        self._mu = threading.Lock()
 
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+    def _own(self, fd: int) -> None:
+        with self._mu:
+            if self._fd is not None:        # cannot happen while fd holds the flock
+                os.close(fd)
+                return
+            # The pid is for operators only; the flock is the lock.
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._fd = fd
 
     def try_acquire(self) -> bool:
         if self._fd is not None:
@@ -67,17 +82,29 @@ class FileStoreLock:
         except BaseException:
             os.close(fd)
             raise
-        # The pid is for operators only; the flock is the lock.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
+        self._own(fd)
+        return True
+
+    def wait_blocking(self) -> bool:
+        # A blocking flock: the kernel wakes us the moment the owner dies, which
+        # is what makes failover on process death sub-second (no polling).
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._own(fd)
         return True
 
     def acquire(self, timeout: float | None = None) -> bool:
         return _wait(self, timeout)
 
     def release(self) -> None:
-        fd, self._fd = self._fd, None
+        with self._mu:
+            fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)        # closing the descriptor drops the flock
 
@@ -111,6 +138,9 @@ class InMemoryStoreLock:
 
     def acquire(self, timeout: float | None = None) -> bool:
         return _wait(self, timeout)
+
+    def wait_blocking(self) -> bool:
+        return _wait(self, None)
 
     def release(self) -> None:
         with self._guard:

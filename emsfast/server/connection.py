@@ -49,7 +49,9 @@ from emsfast.errors import (
     InvalidError,
     LimitError,
     ProtocolError,
+    StandbyError,
 )
+from emsfast.ft.peer import PeerBeat, peer_refusal, peer_welcome
 from emsfast.log import log
 from emsfast.server import ops
 from emsfast.server.browsers import Browser
@@ -97,6 +99,13 @@ class ClientConnection(asyncio.Protocol):
         self.tasks: set[asyncio.Task[Any]] = set()
         self._held: list[tuple[int, int, bytes]] = []  # frames after HELLO during login
         self.cert_user: str | None = None  # CN of a verified client certificate (ssl://)
+        self.ft_peer = False            # the other member of the FT pair (ft/peer.py)
+        self._peer_beat: PeerBeat | None = None
+        self.standby_admin = False      # admitted while not active: read-only
+        # An FT client's identity across reconnects (HELLO client_token): its
+        # producers' sends are recorded so a resend after failover is dropped.
+        self.token: str | None = None
+        self.token_key: bytes | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -175,7 +184,13 @@ class ClientConnection(asyncio.Protocol):
         self.state = _STATE_CLOSED
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
+        if self._peer_beat is not None:
+            self._peer_beat.cancel()
+        if self.ft_peer and was_open:
+            log.warning(f"FT peer at {self.host} disconnected.")
         self.server.connections.pop(self.conn_id, None)
+        if self.token is not None:
+            self.server.token_lost(self.token)
         if self.client_id is not None and self.server.client_ids.get(self.client_id) is self:
             del self.server.client_ids[self.client_id]
         for session in list(self.sessions.values()):
@@ -261,6 +276,13 @@ class ClientConnection(asyncio.Protocol):
                          f"protocol version {hello.get('proto')!r} not supported "
                          f"(server speaks {PROTOCOL_VERSION})")
             return
+        if hello.get("ft_peer"):
+            why = peer_refusal(self.server.config, hello)
+            if why is not None:
+                log.warning(f"[{self.user}@{self.host}]: FT peer refused: {why}")
+                self._refuse(ErrorCode.NOT_ALLOWED, why)
+                return
+            self.ft_peer = True
         if self.server.authz.enabled:
             self._login(hello, by_cert)
             return
@@ -308,11 +330,34 @@ class ClientConnection(asyncio.Protocol):
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def _standby_refusal(self) -> bool:
+        """Refuse a client while not active (EMS.md 1.8); admins and the peer pass."""
+        if self.ft_peer or self.server.ft_state == "active":
+            return False
+        authz = self.server.authz
+        admin = (authz.state.acl.is_administrator(self.user) if authz.enabled
+                 else self.user == "admin")
+        if admin:
+            self.standby_admin = True
+            return False
+        log.warning(f"[{self.user}@{self.host}]: connect failed: server in standby mode")
+        self._refuse(ErrorCode.STANDBY, "server in standby mode")
+        return True
+
     def _accept(self, hello: dict[str, Any]) -> None:
+        if self._standby_refusal():
+            return
+        token = hello.get("client_token")
+        if isinstance(token, str) and token:
+            self.token, self.token_key = token, token.encode() + b"\x00"
+            self.server.token_returned(token)
         client_id = hello.get("client_id")
         if client_id is not None:
             client_id = str(client_id)
-            if client_id in self.server.client_ids:
+            old = self.server.client_ids.get(client_id)
+            if old is not None and self.token is not None and old.token == self.token:
+                old.close()     # the same client reconnecting: its old link is dead
+            elif client_id in self.server.client_ids:
                 self._refuse(ErrorCode.IN_USE, f"client id '{client_id}' is already in use")
                 return
             self.client_id = client_id
@@ -321,10 +366,21 @@ class ClientConnection(asyncio.Protocol):
         self.decoder.max_frame = self.server.max_msg_size + FRAME_OVERHEAD
         self.enc.control(FRAME_WELCOME, {
             "proto": PROTOCOL_VERSION, "server": self.server.name, "conn_id": self.conn_id,
-            "max_msg_size": self.server.max_msg_size,
+            "max_msg_size": self.server.max_msg_size, "ft_state": self.server.ft_state,
+            **(peer_welcome(self.server.config, hello, self.host) if self.ft_peer else {}),
         })
+        if self.ft_peer:
+            log.info(f"FT peer '{hello.get('server')}' at {self.host} connected "
+                     f"(this server is {self.server.ft_state}).")
+            if self.server.ft_state == "active":
+                hb = self.server.config.ft_heartbeat
+                self._peer_beat = PeerBeat(self.loop, hb, self._send_heartbeat)
         if "CONNECT" in self.server.tracer:
             log.info(f"[{self.user}@{self.host}]: connected")
+
+    def _send_heartbeat(self) -> None:
+        self.enc.heartbeat()
+        self._schedule_flush()
 
     def _require_open(self) -> None:
         if self.state != _STATE_OPEN:
@@ -341,6 +397,8 @@ class ClientConnection(asyncio.Protocol):
         try:
             if handler is None:
                 raise InvalidError(f"unknown request op {op!r}")
+            if self.standby_admin and op not in ("admin.command", "ping"):
+                raise StandbyError(f"'{op}' is refused: server in standby mode")
             result = handler(self, req)
         except EmsfastError as exc:
             self.error(rid, exc)
@@ -389,6 +447,11 @@ class ClientConnection(asyncio.Protocol):
             except (InvalidError, FrameError) as exc:
                 self.send_fail(pid, seq, msg.delivery_mode, ErrorCode.INVALID, str(exc))
                 return
+        if confirm and self.token_key is not None:
+            last = self.server.sent_seqs.get(self.token_key + pid.to_bytes(4, "big"))
+            if last is not None and seq <= last:
+                self._confirm(pid, seq, 0)   # a resend after failover: stored already
+                return
         dest = producer.queue if producer.queue is not None else producer.topic
         assert dest is not None
         if dest.props.expiration_ms:
@@ -416,8 +479,12 @@ class ClientConnection(asyncio.Protocol):
                 self.send_fail(producer.id, seq, msg.delivery_mode, exc.code, str(exc))
                 return
             if msg.persistent:
-                fut = self.store.put_message(self.broker.store_name(holder.props), holder.key,
-                                             msg.id, msg.blob)
+                store_name = self.broker.store_name(holder.props)
+                fut = self.store.put_message(store_name, holder.key, msg.id, msg.blob)
+                if self.token_key is not None:
+                    origin = self.token_key + producer.id.to_bytes(4, "big")
+                    self.store.note_send(store_name, origin, seq)
+                    self.server.sent_seqs[origin] = seq
                 self._wait_store(fut, (holder, msg, producer.id, seq, confirm))
                 return
             holder.enqueue(msg)

@@ -12,7 +12,7 @@ import os
 import socket
 import ssl
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from emsfast._core import COMPILED
 from emsfast.config.destinations import DestinationTable, load_destinations
@@ -22,6 +22,8 @@ from emsfast.config.stores import StoreConfig, load_stores
 from emsfast.config.tibemsd import TibemsdConfig, parse_service_url
 from emsfast.consts import MAX_MSG_SIZE_CEILING
 from emsfast.errors import ConfigError
+from emsfast.ft.machine import FTState
+from emsfast.ft.peer import ensure_store_id
 from emsfast.log import Tracer, log, parse_trace
 from emsfast.server.authz import Authz
 from emsfast.server.broker import Broker
@@ -30,6 +32,9 @@ from emsfast.server.health import HealthListener
 from emsfast.server.tls import TlsListener, server_context
 from emsfast.store.base import Store
 from emsfast.store.lmdb_store import LmdbStore
+
+if TYPE_CHECKING:
+    from emsfast.ft.runner import FTRunner
 
 # Exit code the daemon returns once ``shutdown`` is set (DESIGN.md §1).
 EXIT_FENCED = 3
@@ -89,6 +94,17 @@ class Server:
         self._side: list[SideListener] = []
         self._tls_listeners: list[TlsListener] = []
         self.tls_handshakes: set[asyncio.Task[None]] = set()
+        self._tls_ctx: ssl.SSLContext | None = None
+        # FT (emsfast/ft): "starting", "standby", "activating", "active", "stopped".
+        self.ft_state = "active"
+        self.failovers = 0
+        self.ft: FTRunner | None = None
+        self._store_open = False
+        # FT clients (connection.token): highest stored send per producer, and the
+        # cleanup of clients that do not come back within ft_reconnect_timeout.
+        self.sent_seqs: dict[bytes, int] = {}
+        self._token_timers: dict[str, asyncio.TimerHandle] = {}
+        self._recovered_tokens: set[str] = set()
 
     def next_connection_id(self) -> int:
         self._next_conn += 1
@@ -106,6 +122,9 @@ class Server:
                         f"{self.config.stores}", path=entry.path, line=entry.line, key="store")
 
     def _fenced(self, reason: str) -> None:
+        if self.ft is not None and self.ft.state in (FTState.ACTIVATING, FTState.ACTIVE):
+            self.ft.fenced(reason)      # the machine logs and stops with exit 3
+            return
         log.error(f"{reason}. Server is fenced and stops writing; exiting.")
         self.exit_code = EXIT_FENCED
         self.shutdown.set()
@@ -113,17 +132,17 @@ class Server:
     def _check_supported(self) -> None:
         """Refuse settings whose feature has not landed rather than ignore them."""
         config = self.config
-        if config.ft_active:
-            raise ConfigError(
-                f"{config.path}: ft_active is set but fault-tolerant pairs are not supported "
-                "yet; remove ft_active to run standalone", key="ft_active")
+        if any(url.tls for url in config.ft_active_urls):
+            raise ConfigError(f"{config.path}: ft_active {config.ft_active}: ssl:// FT links "
+                              "are not supported yet (TLS arrives with its own issue)",
+                              key="ft_active")
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._check_supported()
         config = self.config
         # Before the store opens: with SSL in startup_abort_list a bad file stops here.
-        tls_ctx = self._tls_context() if any(u.tls for u in config.listen_urls) else None
+        self._tls_ctx = self._tls_context() if any(u.tls for u in config.listen_urls) else None
         for warning in (config.warnings + self.queue_table.warnings + self.topic_table.warnings
                         + self.store_warnings + self.authz.warnings):
             log.warning(warning)
@@ -132,47 +151,174 @@ class Server:
         log.info(f"Authorization is {'enabled' if self.authz.enabled else 'disabled'}.")
         loop_name = type(self.loop).__module__.split(".")[0]
         log.info(f"Event loop: {loop_name}; native core compiled: {COMPILED}.")
+        if config.ft_active:
+            await self._start_ft()
+            return
         self.store.open(self.loop)
+        self._store_open = True
         if config.health_check_listen:
             # Before recovery: probes get 503 from /isReady, not "refused", until active.
             await self._start_side(HealthListener(
                 self, parse_service_url(config.health_check_listen, "http")))
         try:
-            log.info("Recovering state, please wait.")
-            began = time.perf_counter()
-            # Recovery makes millions of long-lived objects; the cyclic collector
-            # would walk them over and over (the daemon freezes them afterwards).
-            gc.disable()
-            try:
-                state = self.store.recover()
-                recovered = self.broker.recover(state)
-                holders = self.broker.recovered_holders
-                del state
-            finally:
-                gc.enable()
-            ms = (time.perf_counter() - began) * 1000
-            log.info(f"Recovered {recovered} message{'s' if recovered != 1 else ''} in "
-                     f"{holders} destination{'s' if holders != 1 else ''} in {ms:.0f} ms.")
-            self.broker.add_static_durables(self.static_durables)
+            self._recover()
         except BaseException:
+            self._store_open = False
             self.store.close()
             raise
+        await self._open_listeners()
+        await self._start_stomp()
+        self.recovered = True
+        log.info("Server is active.")
+
+    async def _open_listeners(self) -> None:
+        config = self.config
         for url in config.listen_urls:
-            if url.tls and tls_ctx is None:
+            if url.tls and self._tls_ctx is None:
                 log.error(f"Not listening on {url}: TLS could not be initialised.")
                 continue
-            await self._listen(url.host, url.port, tls_ctx if url.tls else None)
+            await self._listen(url.host, url.port, self._tls_ctx if url.tls else None)
         if not self._servers and not self._tls_listeners:
-            self.store.close()
+            if self._store_open:
+                self._store_open = False
+                self.store.close()
             raise ConfigError(f"{config.path}: listen: no listener could be opened",
                               key="listen")
-        if config.stomp_listen:
+
+    def _recover(self) -> None:
+        log.info("Recovering state, please wait.")
+        began = time.perf_counter()
+        # Recovery makes millions of long-lived objects; the cyclic collector
+        # would walk them over and over (the daemon freezes them afterwards).
+        gc.disable()
+        try:
+            state = self.store.recover()
+            recovered = self.broker.recover(state)
+            holders = self.broker.recovered_holders
+            self.sent_seqs = state.sends
+            self._recovered_tokens = {o.split(b"\x00", 1)[0].decode() for o in state.sends}
+            del state
+        finally:
+            gc.enable()
+        ms = (time.perf_counter() - began) * 1000
+        log.info(f"Recovered {recovered} message{'s' if recovered != 1 else ''} in "
+                 f"{holders} destination{'s' if holders != 1 else ''} in {ms:.0f} ms.")
+        self.broker.add_static_durables(self.static_durables)
+
+    # -- fault tolerance (emsfast/ft; DESIGN.md §6) -------------------------------------
+
+    async def _start_ft(self) -> None:
+        """Listeners first (a standby refuses clients and serves admins), the store
+        only once the FT machine decides this member activates."""
+        from emsfast.ft.runner import FTRunner
+
+        config = self.config
+        self.ft_state = "starting"
+        if config.health_check_listen:
+            await self._start_side(HealthListener(
+                self, parse_service_url(config.health_check_listen, "http")))
+        await self._open_listeners()
+        log.info(f"Fault tolerance: peer '{config.ft_active}', heartbeat "
+                 f"{config.ft_heartbeat:g} s, activation {config.ft_activation:g} s.")
+        self.ft = FTRunner(self)
+        self.ft.start()
+
+    async def activate(self, steal: bool, failover: bool = True) -> None:
+        """Lock → epoch bump → recovery → serve. Any step may die with the process:
+        before the bump nothing changed; after it the old active is fenced and the
+        store holds only committed transactions, which the next owner recovers."""
+        for conn in list(self.connections.values()):
+            if not conn.ft_peer:
+                conn.close()        # admin tools on the standby are dropped (EMS.md 1.5)
+        if failover:
+            log.info("Server rereading configuration.")
+            self._reread_config()
+        if isinstance(self.store, LmdbStore):
+            await self._open_for_takeover(self.store, steal)
+            if self.store.stolen:
+                log.warning(f"Store lock '{self.store.lock.path}' is still held by "
+                            f"{self.store.lock.owner()}; taking over by epoch "
+                            f"{self.store.epoch}: the old owner is fenced at its next write.")
+        else:
+            self.store.open(self.loop)
+        self._store_open = True
+        try:
+            ensure_store_id(self.config.store)
+            self._recover()
+        except BaseException:
+            self._store_open = False
+            self.store.close()
+            raise
+        await self._start_stomp()
+        self.recovered = True
+        self.failovers += failover
+
+    async def _open_for_takeover(self, store: LmdbStore, steal: bool) -> None:
+        # The epoch bump needs LMDB's writer lock; a hung (SIGSTOPped) active caught
+        # inside a commit holds it until it runs again. Say so instead of hanging mute.
+        opening = asyncio.ensure_future(asyncio.to_thread(store.open, self.loop, steal=steal))
+        while not (await asyncio.wait({opening}, timeout=5))[0]:
+            log.warning(f"Store '{store.dir}' is still being written by its previous owner "
+                        f"({store.lock.owner()}); a process hung inside a write transaction "
+                        "must run or be killed before this server can take over.")
+        opening.result()
+
+    def _reread_config(self) -> None:
+        # The standby served nothing, so its broker is empty: rebuild it from the
+        # files as they are now (admin changes made on the failed active).
+        try:
+            queues, topics = load_destination_tables(self.config)
+            authz = Authz(self.config)
+            durables = load_durables(self.config.durables,
+                                     required=self.config.is_set("durables"), warnings=[])
+        except ConfigError as exc:
+            log.error(f"Rereading configuration failed, keeping the previous one: {exc}")
+            return
+        self.queue_table, self.topic_table, self.authz = queues, topics, authz
+        self.static_durables = durables
+        self.broker = Broker(self.name, self.store, queues, topics)
+        self.broker.known_stores = frozenset(self.stores)
+
+    def reconnect_expired(self) -> None:
+        """ft_reconnect_timeout ran out: forget the send records of the failed
+        server's clients that did not come back. (Their unacked messages were
+        recovered as undelivered; sessions and consumers are not shared state.)"""
+        gone = self._recovered_tokens
+        self._recovered_tokens = set()
+        for token in gone:
+            self._forget_token(token)
+        log.info(f"ft_reconnect_timeout ({self.config.ft_reconnect_timeout:g} s) expired: "
+                 f"{len(gone)} client{'s' if len(gone) != 1 else ''} did not reconnect.")
+
+    def token_returned(self, token: str) -> None:
+        self._recovered_tokens.discard(token)
+        timer = self._token_timers.pop(token, None)
+        if timer is not None:
+            timer.cancel()
+
+    def token_lost(self, token: str) -> None:
+        if any(c.token == token for c in self.connections.values()):
+            return
+        old = self._token_timers.pop(token, None)
+        if old is not None:
+            old.cancel()
+        self._token_timers[token] = self.loop.call_later(
+            self.config.ft_reconnect_timeout, self._forget_token, token)
+
+    def _forget_token(self, token: str) -> None:
+        self._token_timers.pop(token, None)
+        prefix = token.encode() + b"\x00"
+        for origin in [o for o in self.sent_seqs if o.startswith(prefix)]:
+            del self.sent_seqs[origin]
+        if self._store_open and not getattr(self.store, "fenced", None):
+            self.store.forget_sends(prefix)
+
+    async def _start_stomp(self) -> None:
+        if self.config.stomp_listen:
             from emsfast.server.stomp import StompListener
 
             await self._start_side(StompListener(
-                self, parse_service_url(config.stomp_listen, "tcp")))
-        self.recovered = True
-        log.info("Server is active.")
+                self, parse_service_url(self.config.stomp_listen, "tcp")))
 
     async def _start_side(self, listener: SideListener) -> None:
         await listener.start()
@@ -230,10 +376,14 @@ class Server:
             await srv.wait_closed()
         for side in self._side:
             await side.stop()
-        try:
-            await asyncio.wait_for(self.store.flush(), timeout=30)
-        except Exception as exc:  # shutting down: report and go on closing
-            log.error(f"Store flush at shutdown failed: {exc}")
+        if self.ft is not None:
+            self.ft.stop()
+        # A fenced store must not be written, not even a last flush.
+        if self._store_open and not getattr(self.store, "fenced", None):
+            try:
+                await asyncio.wait_for(self.store.flush(), timeout=30)
+            except Exception as exc:  # shutting down: report and go on closing
+                log.error(f"Store flush at shutdown failed: {exc}")
         self.store.close()
         self.stopped.set()
 

@@ -52,6 +52,9 @@ class RecoveredState:
     durables: list[DurableRecord] = field(default_factory=list)
     destinations: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
     max_message_id: int = 0
+    # FT clients' producers (origin -> highest stored send sequence): a resend
+    # after failover at or below it is a duplicate (see Store.note_send).
+    sends: dict[bytes, int] = field(default_factory=dict)
 
 
 class Store(Protocol):
@@ -68,6 +71,14 @@ class Store(Protocol):
 
     def put_message(self, store_name: str, holder: str, message_id: int,
                     blob: bytes) -> asyncio.Future[None]: ...
+
+    def note_send(self, store_name: str, origin: bytes, seq: int) -> None:
+        """Record, in the same transaction as the message just put in ``store_name``,
+        that producer ``origin`` stored send ``seq``: a resend after failover is
+        then recognised and dropped, never stored twice."""
+
+    def forget_sends(self, origin_prefix: bytes) -> None:
+        """Drop the send records of a client that closed or did not come back."""
 
     def remove_message(self, holder: str, message_id: int) -> asyncio.Future[None]: ...
 

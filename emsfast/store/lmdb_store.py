@@ -115,6 +115,10 @@ def _retrieve(f: asyncio.Future[None]) -> None:
         f.exception()
 
 
+# Key prefix of the FT send records in each environment's ``info`` database.
+_SEND_PREFIX = b"send\x00"
+
+
 def _u64(value: int) -> bytes:
     return value.to_bytes(8, "big")
 
@@ -152,6 +156,11 @@ class LmdbStore:
         self._mark_timer: asyncio.TimerHandle | None = None
         self.epoch = 0
         self.fenced: str | None = None
+        self.stolen = False             # opened without the flock (FT takeover)
+
+    @property
+    def lock(self) -> StoreLock:
+        return self._lock
 
     # -- opening ---------------------------------------------------------------
 
@@ -200,18 +209,24 @@ class LmdbStore:
                     storeenc.decode_record(e.cfg.name, b"maxid", maxid)[1], "big")
         return True
 
-    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+    def open(self, loop: asyncio.AbstractEventLoop, *, steal: bool = False) -> None:
+        """Lock, open and bump the epoch. ``steal``: an FT standby taking over from
+        a hung active that still holds the flock; the epoch bump fences it."""
         self._loop = loop
         self._check_dir()
+        self.stolen = False
         if not self._lock.try_acquire():
-            raise StoreLockedError(f"store directory '{self.dir}' is locked by another "
-                                   f"server ({self._lock.owner()}); not opened")
+            if not steal:
+                raise StoreLockedError(f"store directory '{self.dir}' is locked by another "
+                                       f"server ({self._lock.owner()}); not opened")
+            self.stolen = True
         try:
             for name, cfg in self._configs.items():
                 self._envs[name] = self._open_env(cfg)
             # Read-only checks first: a store we refuse is left as it was.
             fresh = [e for e in self._envs.values() if not self._check_format(e)]
             self._bump_epoch()
+            self._barrier()
             for e in fresh:
                 key = b"format"
                 with e.env.begin(write=True) as txn:
@@ -251,6 +266,34 @@ class LmdbStore:
                                                      _u64(self.epoch)), db=meta.dbs["info"])
         # The epoch must outlive a host crash even on an async meta store.
         meta.env.sync(True)
+
+    def _barrier(self) -> None:
+        """Wait out a commit the previous owner began before the epoch moved.
+
+        Its writer checks the epoch inside each write transaction; one empty write
+        transaction per environment after the bump means a commit that passed the
+        check has finished (recovery will see it) and any later one is fenced.
+        """
+        for e in self._envs.values():
+            if e.cfg.name != META:
+                with e.env.begin(write=True):
+                    pass
+
+    def check_epoch(self) -> bool:
+        """False (and fenced) when another server bumped the epoch since our open:
+        an idle active learns it was replaced without waiting for a write."""
+        if self.fenced is not None:
+            return False
+        meta = self._envs.get(META)
+        if meta is None:
+            return True
+        with meta.env.begin() as txn:
+            stored = self._stored_epoch(txn)
+        if stored != self.epoch:
+            self._fence(f"store '{META}' is fenced: epoch is {stored} in '{meta.cfg.path}', "
+                        f"this server opened it at {self.epoch}; another server owns the store")
+            return False
+        return True
 
     def _stored_epoch(self, txn: lmdb.Transaction) -> int:
         raw = txn.get(b"epoch", db=self._envs[META].dbs["info"])
@@ -351,6 +394,37 @@ class LmdbStore:
         elif e not in envs:
             envs.append(e)
         return self._turn_future()
+
+    def note_send(self, store_name: str, origin: bytes, seq: int) -> None:
+        # Same environment and loop turn as the message: same batch, same
+        # transaction, so the record and the message are stored together or not at all.
+        e = self._envs.get(store_name) or self._store(store_name)
+        key = _SEND_PREFIX + origin
+        b = e.batch or self._batch(e)
+        b.ops.append((PUT, e.dbs["info"], key,
+                      storeenc.encode_record(storeenc.COUNT, key, _u64(seq))))
+
+    def forget_sends(self, origin_prefix: bytes) -> None:
+        prefix = _SEND_PREFIX + origin_prefix
+        for e in self._envs.values():
+            b = e.batch or self._batch(e)
+            b.ops.append((DELPREFIX, e.dbs["info"], prefix, None))
+
+    def _sends(self) -> dict[bytes, int]:
+        sends: dict[bytes, int] = {}
+        for e in self._envs.values():
+            with e.env.begin() as txn:
+                cursor = txn.cursor(db=e.dbs["info"])
+                if not cursor.set_range(_SEND_PREFIX):
+                    continue
+                for key, raw in cursor:
+                    if not key.startswith(_SEND_PREFIX):
+                        break
+                    seq = int.from_bytes(
+                        storeenc.decode_record(e.cfg.name, key, raw, storeenc.COUNT)[1], "big")
+                    origin = key[len(_SEND_PREFIX):]
+                    sends[origin] = max(seq, sends.get(origin, 0))
+        return sends
 
     def _done(self) -> asyncio.Future[None]:
         # Nothing of this holder was ever stored here: nothing to write.
@@ -483,6 +557,7 @@ class LmdbStore:
         # The maxid record is written in the transaction of every put, so it is
         # never below a stored id.
         state.max_message_id = max(e.max_id for e in self._envs.values())
+        state.sends = self._sends()
         state.messages = self._scan()
         return state
 

@@ -21,6 +21,7 @@ class MemoryStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batch: asyncio.Future[None] | None = None
         self._max_id = 0
+        self._sends: dict[bytes, int] = {}
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -30,7 +31,8 @@ class MemoryStore:
                     for holder, msgs in self._messages.items()
                     for mid, (blob, count) in msgs.items()]
         messages.sort(key=lambda m: m.message_id)
-        state = RecoveredState(messages=messages, max_message_id=self._max_id)
+        state = RecoveredState(messages=messages, max_message_id=self._max_id,
+                               sends=dict(self._sends))
         state.durables = list(self._durables.values())
         state.destinations = sorted(self._destinations)
         return state
@@ -80,6 +82,13 @@ class MemoryStore:
         msgs = self._messages.get(holder)
         if msgs is not None and message_id in msgs and not msgs[message_id][1]:
             msgs[message_id] = (msgs[message_id][0], 1)
+
+    def note_send(self, store_name: str, origin: bytes, seq: int) -> None:
+        self._sends[origin] = seq
+
+    def forget_sends(self, origin_prefix: bytes) -> None:
+        for origin in [o for o in self._sends if o.startswith(origin_prefix)]:
+            del self._sends[origin]
 
     def remove_holder(self, holder: str) -> asyncio.Future[None]:
         self._messages.pop(holder, None)

@@ -215,3 +215,69 @@ def test_messages_of_a_vanished_durable_are_dropped_at_recovery(
     s.open(loop)
     assert list(s.recover().messages) == []
     s.close()
+
+
+def test_steal_opens_a_store_whose_flock_a_hung_owner_holds(
+        tmp_path: Path, loop: asyncio.AbstractEventLoop) -> None:
+    # A hung FT active keeps its flock; the standby opens with steal=True and
+    # bumps the epoch, which fences the old owner (see the test above).
+    s = LmdbStore(str(tmp_path))
+    s.open(loop)
+    wait(loop, s.put_message("$sys.failsafe", "q:a", 1, B(b"x")))
+    first = s.epoch
+    s.close()
+    hung = FileStoreLock(str(tmp_path))
+    assert hung.try_acquire()
+    s = LmdbStore(str(tmp_path))
+    with pytest.raises(StoreLockedError):
+        s.open(loop)
+    s.open(loop, steal=True)
+    assert s.stolen and s.epoch == first + 1 and not s.lock.held
+    assert [m.message_id for m in s.recover().messages] == [1]
+    assert s.check_epoch()
+    s.close()
+    hung.release()
+
+
+def test_idle_owner_learns_it_was_fenced(tmp_path: Path,
+                                         loop: asyncio.AbstractEventLoop) -> None:
+    fenced: list[str] = []
+    s = LmdbStore(str(tmp_path), on_fenced=fenced.append)
+    s.open(loop)
+    assert s.check_epoch()
+    script = (
+        "import lmdb, sys; from emsfast._core import storeenc as s\n"
+        "env = lmdb.open(sys.argv[1], max_dbs=8, subdir=True)\n"
+        "with env.begin(write=True) as t:\n"
+        "    db = env.open_db(b'info', txn=t)\n"
+        "    t.put(b'epoch', s.encode_record(s.EPOCH, b'epoch', (99).to_bytes(8, 'big')), db=db)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "meta.db")], check=True)
+    assert not s.check_epoch()
+    assert fenced and "epoch is 99" in fenced[0]
+    s.close()
+
+
+def test_send_records_are_recovered_and_forgotten(tmp_path: Path,
+                                                  loop: asyncio.AbstractEventLoop) -> None:
+    s = LmdbStore(str(tmp_path))
+    s.open(loop)
+    s.put_message("$sys.failsafe", "q:a", 1, B(b"x"))
+    s.note_send("$sys.failsafe", b"tok1\x00\x00\x00\x00\x01", 7)
+    s.put_message("$sys.nonfailsafe", "q:b", 2, B(b"y"))
+    s.note_send("$sys.nonfailsafe", b"tok1\x00\x00\x00\x00\x01", 9)
+    wait(loop, s.put_message("$sys.nonfailsafe", "q:b", 3, B(b"z")))
+    s.note_send("$sys.nonfailsafe", b"tok2\x00\x00\x00\x00\x01", 1)
+    wait(loop, s.flush())
+    s.close()
+    s = LmdbStore(str(tmp_path))
+    s.open(loop)
+    sends = s.recover().sends
+    assert sends == {b"tok1\x00\x00\x00\x00\x01": 9, b"tok2\x00\x00\x00\x00\x01": 1}
+    s.forget_sends(b"tok1\x00")
+    wait(loop, s.flush())
+    s.close()
+    s = LmdbStore(str(tmp_path))
+    s.open(loop)
+    assert s.recover().sends == {b"tok2\x00\x00\x00\x00\x01": 1}
+    s.close()

@@ -68,3 +68,18 @@ def test_release_without_holding_is_harmless(make: Callable[[], StoreLock]) -> N
     assert a.try_acquire()
     b.release()
     assert a.held and isinstance(a.owner(), str)
+
+
+def test_wait_blocking_wakes_when_the_owner_lets_go(make: Callable[[], StoreLock]) -> None:
+    # The FT standby's waiter: blocked in flock until the active dies.
+    a, b = make(), make()
+    assert a.try_acquire()
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(b.wait_blocking()), daemon=True)
+    waiter.start()
+    time.sleep(0.05)
+    assert not got and not b.held
+    a.release()
+    waiter.join(5)
+    assert got == [True] and b.held
+    assert not a.try_acquire()
