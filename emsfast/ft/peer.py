@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -23,9 +24,10 @@ from emsfast._version import __version__
 from emsfast.client.protocol import ClientProtocol
 from emsfast.client.urls import ServerUrl
 from emsfast.consts import HELLO_MAGIC, PROTOCOL_VERSION
-from emsfast.errors import EmsfastError
+from emsfast.errors import ConnectionClosedError, EmsfastError
 from emsfast.ft.digest import config_digest, describe, digest_differences
 from emsfast.log import log
+from emsfast.tls import tls_hint
 
 if TYPE_CHECKING:
     from emsfast.config.tibemsd import TibemsdConfig
@@ -108,9 +110,14 @@ class PeerLink:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, url: ServerUrl, hello: dict[str, Any],
                  heartbeat: float, on_heartbeat: Callable[[], None],
-                 on_lost: Callable[[str], None]) -> None:
+                 on_lost: Callable[[str], None], tls: ssl.SSLContext | None = None,
+                 server_hostname: str = "") -> None:
         self.loop = loop
         self.url = url
+        # ssl:// peers: the initiator's ft_ssl_* context (EMS.md 1.11); the receiver
+        # checks us with its own ssl_* settings, as for any client.
+        self._tls = tls
+        self._server_hostname = server_hostname or url.host
         self._hello = hello
         self._heartbeat = heartbeat
         self._on_heartbeat = on_heartbeat
@@ -125,11 +132,24 @@ class PeerLink:
         TimeoutError or EmsfastError when it cannot be reached or refuses."""
         proto: ClientProtocol | None = None
         try:
+            tls_args: dict[str, Any] = {}
+            if self._tls is not None:
+                tls_args = {"ssl": self._tls, "ssl_handshake_timeout": timeout,
+                            "server_hostname": self._server_hostname}
             async with asyncio.timeout(timeout):
                 _, proto = await self.loop.create_connection(
                     lambda: ClientProtocol(self.loop, self._hello), self.url.host,
-                    self.url.port)
+                    self.url.port, **tls_args)
                 info = await proto.welcome
+        except (ssl.SSLError, ConnectionResetError, ConnectionClosedError) as exc:
+            if proto is not None:
+                proto.abort(EmsfastError("FT peer connect abandoned"))
+            if self._tls is None:
+                raise
+            # TLS 1.3: the peer checks our ft_ssl_identity after our side of the
+            # handshake is done, so its refusal arrives as a closed link.
+            raise EmsfastError(f"TLS link to FT peer '{self.url}' failed: {tls_hint(exc)} "
+                               f"({exc or type(exc).__name__})") from exc
         except BaseException:
             if proto is not None:
                 proto.abort(EmsfastError("FT peer connect abandoned"))

@@ -42,6 +42,7 @@ from emsfast.ft.machine import (
 )
 from emsfast.ft.peer import PeerLink, peer_hello, store_mismatch
 from emsfast.log import log
+from emsfast.server.tls import check_ft_tls, ft_client_context
 
 if TYPE_CHECKING:
     from emsfast.server.server import Server
@@ -70,6 +71,10 @@ class FTRunner:
         self.loop = server.loop
         first = config.ft_active_urls[0]
         self.peer = ServerUrl(first.scheme, first.host or "localhost", first.port)
+        # Built once at start: a bad ft_ssl_* file is a configuration error (exit 1).
+        self._tls = ft_client_context(config) if first.tls else None
+        for warning in check_ft_tls(config):
+            log.warning(warning)
         self.machine = FTMachine(str(self.peer), config.ft_heartbeat, config.ft_activation,
                                  time.monotonic)
         self.lock = store_lock(server)
@@ -181,7 +186,8 @@ class FTRunner:
             return
         config = self.server.config
         link = PeerLink(self.loop, self.peer, peer_hello(config), config.ft_heartbeat,
-                        self._heard, self._lost)
+                        self._heard, self._lost, tls=self._tls,
+                        server_hostname=config.ft_ssl_expected_hostname or self.peer.host)
         try:
             state = await link.connect(timeout=max(config.ft_heartbeat, 1.0))
         except (OSError, TimeoutError, EmsfastError) as exc:

@@ -129,17 +129,8 @@ class Server:
         self.exit_code = EXIT_FENCED
         self.shutdown.set()
 
-    def _check_supported(self) -> None:
-        """Refuse settings whose feature has not landed rather than ignore them."""
-        config = self.config
-        if any(url.tls for url in config.ft_active_urls):
-            raise ConfigError(f"{config.path}: ft_active {config.ft_active}: ssl:// FT links "
-                              "are not supported yet (TLS arrives with its own issue)",
-                              key="ft_active")
-
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self._check_supported()
         config = self.config
         # Before the store opens: with SSL in startup_abort_list a bad file stops here.
         self._tls_ctx = self._tls_context() if any(u.tls for u in config.listen_urls) else None
