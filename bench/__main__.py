@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the end-to-end workloads and the codec micro-benchmark")
     r.add_argument("--brokers", default=",".join(BROKERS),
                    help=f"comma-separated subset of {','.join(BROKERS)}")
-    r.add_argument("--workloads", default=",".join(e2e.WORKLOADS),
+    r.add_argument("--workloads", default=",".join(e2e.DEFAULT_WORKLOADS),
                    help=f"comma-separated subset of {','.join(e2e.WORKLOADS)}")
     r.add_argument("--quick", action="store_true",
                    help=f"{QUICK_COUNT:,} messages / {QUICK_RPC:,} round trips per run")

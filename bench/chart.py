@@ -70,7 +70,8 @@ def draw(result: dict[str, Any], path: Path) -> None:
         ax2.annotate(f"{b:.0f}", (x + 0.2, b), ha="center", va="bottom", fontsize=7)
     ax2.set_xticks(list(xs))
     ax2.set_xticklabels(names, rotation=30)
-    ax2.set_ylabel("µs per round trip (lower is better)")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("µs per round trip (log scale; lower is better)")
     ax2.set_title("rpc latency: p50 (solid), p99 (hatched)")
     ax2.grid(axis="y", alpha=0.25)
 

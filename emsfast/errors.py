@@ -115,6 +115,14 @@ class StoreError(EmsfastError):
     code = ErrorCode.STORE
 
 
+class StoreLockedError(StoreError):
+    """Another live server holds the store lock (emsfastd exits 3)."""
+
+
+class FencedError(StoreError):
+    """Another server took over the store (the epoch moved); stop writing (exit 3)."""
+
+
 class FTError(EmsfastError):
     pass
 

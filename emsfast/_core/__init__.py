@@ -5,7 +5,7 @@ to build, so a broken install can never run silently slower.
 """
 
 try:
-    from emsfast._core import crc, dispatch, framing, message  # noqa: F401
+    from emsfast._core import crc, dispatch, framing, message, storeenc  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError(
         f"emsfast native core not built ({exc}); run 'pip install .' (or 'make test') "
@@ -14,4 +14,4 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 
 COMPILED = True
 
-__all__ = ["COMPILED", "crc", "dispatch", "framing", "message"]
+__all__ = ["COMPILED", "crc", "dispatch", "framing", "message", "storeenc"]

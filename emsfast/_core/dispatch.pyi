@@ -3,7 +3,6 @@
 from collections.abc import Callable
 from typing import Any, final
 
-@final
 class ServerMessage:
     id: int
     blob: bytes

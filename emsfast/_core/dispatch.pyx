@@ -26,7 +26,8 @@ cdef dict _MODE_NAMES = {
 }
 
 
-@cython.final
+# Not final: the store subclasses it for recovered messages whose body stays on
+# disk (server/messages.py StoredServerMessage overrides ``blob``).
 @cython.freelist(256)
 cdef class ServerMessage:
     """A message as the broker holds it: the producer's blob plus routing fields."""
@@ -53,7 +54,8 @@ cdef class ServerMessage:
         """
         meta = self._meta
         if meta is None:
-            meta = self._meta = decode_meta(self.blob)
+            # A Python-level lookup, so a subclass's ``blob`` property is honoured.
+            meta = self._meta = decode_meta(getattr(self, "blob"))
         headers = meta[0] or {}
         props = meta[1] or {}
         msg = self

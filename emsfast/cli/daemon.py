@@ -15,7 +15,7 @@ import sys
 
 from emsfast._version import __version__
 from emsfast.cli import EmsArgumentParser
-from emsfast.errors import ConfigError, StoreError
+from emsfast.errors import ConfigError, FencedError, StoreError, StoreLockedError
 
 EXIT_OK, EXIT_CONFIG, EXIT_STORE, EXIT_FENCED = 0, 1, 2, 3
 
@@ -84,6 +84,9 @@ async def _serve(config: object, trace: str | None) -> int:
     except ConfigError as exc:
         log.error(str(exc))
         return EXIT_CONFIG
+    except (StoreLockedError, FencedError) as exc:
+        log.error(f"Server failed to open the store: {exc}")
+        return EXIT_FENCED
     except StoreError as exc:
         log.error(f"Server failed to recover state: {exc}")
         return EXIT_STORE
@@ -95,11 +98,15 @@ async def _serve(config: object, trace: str | None) -> int:
     # second. Freeze start-up objects and collect less often.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    await stop.wait()
+    # Either a signal or the server itself (fenced) ends the run.
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.shutdown.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for w in waits:
+        w.cancel()
     log.info("Server shutting down.")
     await server.stop()
     log.info("Server is stopped.")
-    return EXIT_OK
+    return server.exit_code
 
 
 if __name__ == "__main__":

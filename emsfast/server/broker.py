@@ -16,11 +16,12 @@ from emsfast.config.names import validate_destination_name, wildcard_match
 from emsfast.errors import InUseError, LimitError, NotAllowedError, NotFoundError
 from emsfast.log import log
 from emsfast.server.holders import Holder, Subscription
-from emsfast.server.messages import ServerMessage
+from emsfast.server.messages import ServerMessage, StoredServerMessage
 from emsfast.server.temporary import Temporaries, is_temporary
 from emsfast.store.base import DurableRecord, RecoveredState, Store
 
 if TYPE_CHECKING:
+    from emsfast.config.durables import StaticDurable
     from emsfast.selector import Selector
 
 UNDELIVERED = "$sys.undelivered"
@@ -53,6 +54,8 @@ class Broker:
         self.temporaries = Temporaries(self)
         self._next_id = 1
         self._sub_seq = 0
+        self.known_stores: frozenset[str] | None = None   # None: any (tests)
+        self.recovered_holders = 0
 
     def next_message_id(self) -> int:
         mid = self._next_id
@@ -68,6 +71,9 @@ class Broker:
             raise NotAllowedError(
                 f"{kind} '{name}' does not exist and no entry in {kind}s.conf allows creating it"
             )
+        if self.known_stores is not None and props.store not in self.known_stores:
+            raise NotAllowedError(f"{kind} '{name}' uses store '{props.store}', which is "
+                                  "not defined in stores.conf")
         return props
 
     def resolve_props(self, kind: str, name: str) -> DestinationProps:
@@ -254,6 +260,8 @@ class Broker:
             return
         if msg.field_getter(self.server_name)("JMS_TIBCO_PRESERVE_UNDELIVERED") is not True:
             return
+        if isinstance(msg, StoredServerMessage):
+            msg = msg.loaded()      # its record under the old holder is being removed
         target = self.queue(UNDELIVERED)
         try:
             target.admit(msg.size)
@@ -265,6 +273,30 @@ class Broker:
         target.enqueue(msg)
 
     # -- recovery ------------------------------------------------------------
+
+    def _recovered_holder(self, key: str) -> Holder | None:
+        kind, _, name = key.partition(":")
+        if is_temporary(name):
+            return None     # temporary destinations die with their connection
+        if kind == "q":
+            try:
+                return self.queue(name)
+            except Exception as exc:
+                log.error(f"Messages of queue '{name}' not recovered: {exc}")
+                return None
+        return self.durables.get(name)
+
+    def add_static_durables(self, durables: list[StaticDurable]) -> None:
+        """Create the durables of durables.conf that recovery did not bring back."""
+        for d in durables:
+            if d.key in self.durables:
+                continue
+            try:
+                self.subscribe(d.topic, None if not d.selector else _compile(d.selector), 0,
+                               durable_key=d.key, client_id=d.client_id, durable_name=d.name,
+                               selector_text=d.selector, nolocal=d.nolocal)
+            except Exception as exc:
+                log.error(f"{d.where}: static durable '{d.key}' not created: {exc}")
 
     def recover(self, state: RecoveredState) -> int:
         """Rebuild queues and durables from the store; returns messages recovered."""
@@ -280,31 +312,44 @@ class Broker:
             except Exception as exc:  # a config change may forbid it now
                 log.error(f"Durable '{rec.key}' on topic '{rec.topic}' not recovered: {exc}")
         recovered = 0
+        holders: dict[str, Holder | None] = {}
+        last_key: str | None = None
+        holder: Holder | None = None
+        store = self.store
         for sm in state.messages:
-            kind, _, name = sm.holder.partition(":")
-            if is_temporary(name):
-                # Temporary destinations die with their connection: drop leftovers.
-                self.store.remove_message(sm.holder, sm.message_id)
-                continue
-            holder: Holder | None
-            if kind == "q":
-                try:
-                    holder = self.queue(name)
-                except Exception as exc:
-                    log.error(f"Messages of queue '{name}' not recovered: {exc}")
-                    holder = None
-            else:
-                holder = self.durables.get(name)
+            if sm.holder != last_key:   # messages come in runs per holder
+                last_key = sm.holder
+                if last_key not in holders:
+                    holders[last_key] = self._recovered_holder(last_key)
+                holder = holders[last_key]
             if holder is None:
                 continue
-            body_type, mode, prio, ts, exp = peek_message(sm.blob)
-            msg = ServerMessage(sm.message_id, sm.blob, mode, prio, ts, exp, 0)
+            msg: ServerMessage
+            if sm.blob is None:     # index only: the body stays in the store
+                msg = StoredServerMessage(store, last_key, sm.message_id, sm.size,
+                                          sm.delivery_mode, sm.priority, sm.timestamp,
+                                          sm.expiration)
+            else:
+                body_type, mode, prio, ts, exp = peek_message(sm.blob)
+                msg = ServerMessage(sm.message_id, sm.blob, mode, prio, ts, exp, 0)
             holder.count += 1
             holder.bytes += msg.size
             if sm.delivery_count:
                 holder.redeliveries[msg.id] = sm.delivery_count
             holder.enqueue(msg)
             recovered += 1
+        seen = [h for h in holders.values() if h is not None]
+        for key, found in holders.items():
+            if found is None and is_temporary(key.partition(":")[2]):
+                # Temporary destinations die with their connection: drop leftovers.
+                self.store.remove_holder(key)
+            elif found is None and key.startswith("d:"):
+                # A durable record is written before any of its messages, so these
+                # are left over from an unsubscribe cut short by a crash.
+                log.warning(f"Dropping the messages of durable '{key[2:]}': it no longer "
+                            "exists (unsubscribed before a crash).")
+                self.store.remove_holder(key)
+        self.recovered_holders = len(seen)
         return recovered
 
 

@@ -466,6 +466,9 @@ class ClientConnection(asyncio.Protocol):
                 self.store.remove_message(holder.key, msg.id)
         else:
             session.unacked[tag] = Delivery(consumer, holder, msg, count)
+            if count == 1 and msg.persistent and holder.key[0] != "s":
+                # Marked delivered, so a restart redelivers it with JMSRedelivered.
+                self.store.mark_delivered(holder.key, msg.id)
         self.enc.deliver(consumer.id, count, tag, msg.id, msg.blob)
         if not self._flush_pending:
             self._flush_pending = True

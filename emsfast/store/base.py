@@ -9,18 +9,28 @@ stores), so many writes share one commit and one callback.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """A persistent message as recovered: owner key, id, raw blob."""
+class StoredMessage(NamedTuple):
+    """A persistent message as recovered: owner key, id, and the blob or its index.
+
+    A store that keeps bodies out of memory gives ``blob=None`` plus the size and
+    the fixed-header fields; the body is read with ``Store.load_blob`` when needed.
+    (A tuple, not a dataclass: recovery makes one per pending message.)
+    """
 
     holder: str            # "q:<queue>" or "d:<durable full name>"
     message_id: int
-    blob: bytes
+    blob: bytes | None
     delivery_count: int = 0
+    size: int = 0
+    delivery_mode: int = 0
+    priority: int = 0
+    timestamp: int = 0
+    expiration: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +47,8 @@ class DurableRecord:
 
 @dataclass(slots=True)
 class RecoveredState:
-    messages: list[StoredMessage] = field(default_factory=list)
+    # Iterated once; in message-id order within each holder (and store).
+    messages: Iterable[StoredMessage] = field(default_factory=list)
     durables: list[DurableRecord] = field(default_factory=list)
     destinations: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
     max_message_id: int = 0
@@ -52,6 +63,9 @@ class Store(Protocol):
     def recover(self) -> RecoveredState:
         """Everything needed to rebuild the server's state after a restart."""
 
+    def load_blob(self, holder: str, message_id: int) -> bytes:
+        """The body of a stored message (recovered with ``blob=None``)."""
+
     def put_message(self, store_name: str, holder: str, message_id: int,
                     blob: bytes) -> asyncio.Future[None]: ...
 
@@ -59,6 +73,11 @@ class Store(Protocol):
 
     def set_delivery_count(self, holder: str, message_id: int,
                            count: int) -> asyncio.Future[None]: ...
+
+    def mark_delivered(self, holder: str, message_id: int) -> None:
+        """Best effort: record that a stored message went to a consumer, so a restart
+        redelivers it flagged JMSRedelivered. May be written late (or never, when the
+        message is acknowledged first); ``flush`` writes all pending marks."""
 
     def remove_holder(self, holder: str) -> asyncio.Future[None]:
         """Drop every message of a queue or durable (purge, unsubscribe)."""

@@ -26,14 +26,20 @@ class MemoryStore:
         self._loop = loop
 
     def recover(self) -> RecoveredState:
-        state = RecoveredState(max_message_id=self._max_id)
-        for holder, msgs in self._messages.items():
-            for mid, (blob, count) in msgs.items():
-                state.messages.append(StoredMessage(holder, mid, blob, count))
-        state.messages.sort(key=lambda m: m.message_id)
+        messages = [StoredMessage(holder, mid, blob, count)
+                    for holder, msgs in self._messages.items()
+                    for mid, (blob, count) in msgs.items()]
+        messages.sort(key=lambda m: m.message_id)
+        state = RecoveredState(messages=messages, max_message_id=self._max_id)
         state.durables = list(self._durables.values())
         state.destinations = sorted(self._destinations)
         return state
+
+    def load_blob(self, holder: str, message_id: int) -> bytes:
+        try:
+            return self._messages[holder][message_id][0]
+        except KeyError:
+            raise StoreError(f"message {holder}/{message_id} is not in the store") from None
 
     def _future(self) -> asyncio.Future[None]:
         # All writes of one loop turn share a future resolved on the next turn,
@@ -69,6 +75,11 @@ class MemoryStore:
         if msgs is not None and message_id in msgs:
             msgs[message_id] = (msgs[message_id][0], count)
         return self._future()
+
+    def mark_delivered(self, holder: str, message_id: int) -> None:
+        msgs = self._messages.get(holder)
+        if msgs is not None and message_id in msgs and not msgs[message_id][1]:
+            msgs[message_id] = (msgs[message_id][0], 1)
 
     def remove_holder(self, holder: str) -> asyncio.Future[None]:
         self._messages.pop(holder, None)

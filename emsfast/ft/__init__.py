@@ -1,0 +1,1 @@
+"""Fault tolerance: the shared-store lock (the FT state machine comes later)."""
