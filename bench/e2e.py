@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from bench.baseline import loopback_rtt
-from bench.common import Daemon, Progress, child_env, median, percentile
+from bench.common import Daemon, Progress, child_env, load_average, median, percentile
 from bench.peers import PEERS, PeerBroker
 
 Broker = Daemon | PeerBroker
@@ -417,7 +417,10 @@ def run_case(broker: Broker, case: Case, label: str, p: Params, progress: Progre
     runs = []
     for i in range(p.runs):
         progress.step(f"{label}: run {i + 1}/{p.runs} ({n:,})")
+        # Other work on a shared machine shows here: the load just before each run.
+        load = load_average()[0]
         runs.append(case.run(broker, pn))
+        runs[-1]["load_1min_before"] = load
         progress.step(f"{label}: run {i + 1}/{p.runs}: "
                       f"{case.headline} = {runs[-1][case.headline]:,.1f}")
     med = medians(runs)

@@ -116,8 +116,12 @@ def headline_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str,
                     continue
                 m = case["median"]
                 cpu = f"{m['broker_cpu_util']:.0%} ({m['broker_cpu_us_per_msg']:.1f} µs/msg)"
-                rows.append((kind, label, case["placement"], _figure(name, m), cpu,
-                             _notes(name, m, wl) + f"; {_k(case['count'])} per run"))
+                loads = [r["load_1min_before"] for r in case.get("runs", [])
+                         if "load_1min_before" in r]
+                note = _notes(name, m, wl) + f"; {_k(case['count'])} per run"
+                if loads:
+                    note += f"; load before runs ≤ {max(loads):.1f}"
+                rows.append((kind, label, case["placement"], _figure(name, m), cpu, note))
     return rows
 
 
@@ -178,6 +182,8 @@ def render(result: dict[str, Any]) -> str:
     load = result.get("load_average", {})
     kinds = list(result["brokers"])
     ran = [k for k in kinds if "workloads" in result["brokers"][k]]
+    versions = {k: result["brokers"][k].get("version") for k in kinds}
+    versions["emsfast"] = versions.get("emsfast") or sw["emsfast"].get("version")
     lines = [
         BEGIN,
         "",
@@ -201,11 +207,13 @@ def render(result: dict[str, Any]) -> str:
         f"{_k(p['large_count'])} large messages) and at least a twentieth of that; "
         f"`persist_backlog` always {_k(p['backlog_count'])}. {p['size']}-byte bodies, "
         "prefetch 1,000, broker CPU as a share of one core over the measured interval.",
+        *([""] + [f"Re-run after the full run: {x['broker']} `{x['workload']}` at {x['date']} "
+                  f"({x['why']})." for x in result.get("reruns", [])]),
         "",
         "![throughput and rpc latency per broker](results/compare.png)",
         "",
         "| workload | " + " | ".join(
-            f"{BROKER_LABELS.get(k, k)} {result['brokers'][k].get('version') or ''}".strip()
+            f"{BROKER_LABELS.get(k, k)} {versions.get(k) or ''}".strip()
             for k in ran) + " |",
         "|---|" + "---|" * len(ran),
     ]
@@ -221,7 +229,7 @@ def render(result: dict[str, Any]) -> str:
     for k in kinds:
         b = result["brokers"][k]
         status = f"skipped: {b['skipped']}" if "skipped" in b else "ran"
-        lines.append(f"| {BROKER_LABELS.get(k, k)} | {b.get('version') or '—'} | "
+        lines.append(f"| {BROKER_LABELS.get(k, k)} | {versions.get(k) or '—'} | "
                      f"{b.get('client', '')} | {status} |")
     lines += ["", "Every case (a `—` says why there is no figure):", "",
               "| broker | workload | processes | result | broker CPU | notes |",

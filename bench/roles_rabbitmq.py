@@ -84,8 +84,10 @@ async def _produce(conn: Any, a: argparse.Namespace) -> dict[str, Any]:
         for i in range(a.count):
             await publish(data, exchange=exchange, routing_key=keys[i % n], properties=props,
                           wait=i % WAIT_EVERY == 0)
-        await publish(data, exchange="", routing_key="bench.flush", properties=props)
         t_sent = time.monotonic_ns()
+        # A synchronous method on the same channel: its answer comes after the broker
+        # has taken every publish before it (closing at once could lose the tail).
+        await ch.queue_declare("bench.flush", auto_delete=True)
     t_flushed = time.monotonic_ns()
     return {"role": "produce", "count": a.count, "t_first": t_first, "t_sent": t_sent,
             "t_flushed": t_flushed, "cpu_s": watch.cpu()}
