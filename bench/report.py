@@ -120,7 +120,7 @@ def headline_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str,
                          if "load_1min_before" in r]
                 note = _notes(name, m, wl) + f"; {_k(case['count'])} per run"
                 if loads:
-                    note += f"; load before runs ≤ {max(loads):.1f}"
+                    note += f"; 1-min load before runs ≤ {max(loads):.1f}"
                 rows.append((kind, label, case["placement"], _figure(name, m), cpu, note))
     return rows
 
@@ -207,8 +207,9 @@ def render(result: dict[str, Any]) -> str:
         f"{_k(p['large_count'])} large messages) and at least a twentieth of that; "
         f"`persist_backlog` always {_k(p['backlog_count'])}. {p['size']}-byte bodies, "
         "prefetch 1,000, broker CPU as a share of one core over the measured interval.",
-        *([""] + [f"Re-run after the full run: {x['broker']} `{x['workload']}` at {x['date']} "
-                  f"({x['why']})." for x in result.get("reruns", [])]),
+        *(([""] if result.get("reruns") else [])
+          + [f"Re-run after the full run: {x['broker']} `{x['workload']}` at {x['date']} "
+             f"({x['why']})." for x in result.get("reruns", [])]),
         "",
         "![throughput and rpc latency per broker](results/compare.png)",
         "",
