@@ -139,6 +139,30 @@ def software_info() -> dict[str, Any]:
     }
 
 
+def load_average() -> tuple[float, float, float]:
+    one, five, fifteen = _read("/proc/loadavg").split()[:3]
+    return float(one), float(five), float(fifteen)
+
+
+def wait_for_quiet(limit: float, max_wait: float, progress: Any, poll: float = 10.0,
+                   ) -> dict[str, Any]:
+    """Wait (up to ``max_wait`` s) until the 1-minute load average is below ``limit``:
+    the machine is shared, and a test suite running beside a benchmark skews it."""
+    t0 = time.monotonic()
+    before = load_average()
+    now = before
+    while now[0] >= limit and time.monotonic() - t0 < max_wait:
+        progress.step(f"waiting for a quiet machine: load {now[0]:.2f} >= {limit} "
+                      f"({time.monotonic() - t0:.0f}s of at most {max_wait:.0f}s)")
+        time.sleep(poll)
+        now = load_average()
+    waited = time.monotonic() - t0
+    progress.done(f"load average {now[0]:.2f} {now[1]:.2f} {now[2]:.2f} after waiting "
+                  f"{waited:.0f}s")
+    return {"limit_1min": limit, "before_wait": list(before), "at_start": list(now),
+            "waited_s": round(waited, 1), "quiet": now[0] < limit}
+
+
 def now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
@@ -240,6 +264,7 @@ class Daemon:
     """
 
     kind = "emsfast"
+    roles_module = "bench.roles"
 
     def __init__(self, queues: str, topics: str, *, params: Mapping[str, str] | None = None,
                  workdir: str | None = None, ready_timeout: float = 30.0) -> None:

@@ -23,21 +23,11 @@ import time
 from typing import Any
 
 import emsfast
-
-# A receive that waits this long means the broker lost or stalled messages.
-STALL_SECONDS = 30.0
-
-
-def _out(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def _wait_go() -> None:
-    # Blocking is fine here: nothing may happen on the loop until the run starts.
-    line = sys.stdin.readline()
-    if line.strip() != "GO":
-        raise SystemExit(f"expected GO on stdin, got {line!r}")
+from bench import roles_base
+from bench.roles_base import STALL_SECONDS, dest_names
+from bench.roles_base import Stopwatch as _Stopwatch
+from bench.roles_base import out as _out
+from bench.roles_base import wait_go as _wait_go
 
 
 def _dest(kind: str, name: str) -> emsfast.Queue | emsfast.Topic:
@@ -54,21 +44,14 @@ def _factory(body: str, size: int) -> Any:
     return lambda: bytes_cls(data)
 
 
-class _Stopwatch:
-    """CPU time of this process over the measured section."""
-
-    def __init__(self) -> None:
-        self.cpu0 = time.process_time()
-
-    def cpu(self) -> float:
-        return time.process_time() - self.cpu0
-
 
 async def _produce(conn: emsfast.Connection, a: argparse.Namespace,
                    ready: asyncio.Future[None] | None) -> dict[str, Any]:
     session = conn.session(ack_mode="auto")
-    producer = session.producer(_dest(a.kind, a.dest), window=a.window)
-    await producer.ready
+    producers = [session.producer(_dest(a.kind, d), window=a.window) for d in dest_names(a)]
+    for p in producers:
+        await p.ready
+    producer = producers[0]
     if ready is None:
         _out("READY")
         _wait_go()
@@ -83,12 +66,18 @@ async def _produce(conn: emsfast.Connection, a: argparse.Namespace,
         send_async = producer.send_async
         for _ in range(a.count):
             await send_async(make(), delivery_mode=mode)
+    elif len(producers) > 1:
+        sends = [p.send for p in producers]
+        n = len(sends)
+        for i in range(a.count):
+            await sends[i % n](make(), delivery_mode=mode)
     else:
         send = producer.send
         for _ in range(a.count):
             await send(make(), delivery_mode=mode)
     t_sent = time.monotonic_ns()
-    await producer.flush()
+    for p in producers:
+        await p.flush()
     t_flushed = time.monotonic_ns()
     return {"role": "produce", "count": a.count, "t_first": t_first, "t_sent": t_sent,
             "t_flushed": t_flushed, "cpu_s": watch.cpu()}
@@ -97,12 +86,16 @@ async def _produce(conn: emsfast.Connection, a: argparse.Namespace,
 async def _consume(conn: emsfast.Connection, a: argparse.Namespace,
                    ready: asyncio.Future[None] | None) -> dict[str, Any]:
     session = conn.session(ack_mode=a.ack)
-    consumer = session.consumer(_dest(a.kind, a.dest))
-    await consumer.ready
+    consumers = [session.consumer(_dest(a.kind, d)) for d in dest_names(a)]
+    for c in consumers:
+        await c.ready
+    consumer = consumers[0]
     if ready is None:
         _out("READY")
     else:
         ready.set_result(None)
+    if len(consumers) > 1:
+        return await _consume_many(consumers, a)
     receive = consumer.receive
     msg = await receive(timeout=STALL_SECONDS * 4)  # the first waits for GO as well
     if msg is None:
@@ -117,6 +110,27 @@ async def _consume(conn: emsfast.Connection, a: argparse.Namespace,
     nbytes = len(msg.body)
     return {"role": "consume", "count": a.count, "t_first": t_first, "t_last": t_last,
             "cpu_s": watch.cpu(), "last_body_bytes": nbytes, "prefetch": consumer.prefetch}
+
+
+async def _consume_many(consumers: list[Any], a: argparse.Namespace) -> dict[str, Any]:
+    """One task per consumer; the producer spreads ``count`` round-robin over them."""
+    n = len(consumers)
+    firsts: list[int] = []
+    watch = _Stopwatch()
+
+    async def drain(k: int, consumer: Any) -> int:
+        want = a.count // n + (1 if k < a.count % n else 0)
+        for i in range(want):
+            msg = await consumer.receive(timeout=STALL_SECONDS * 4 if i == 0 else STALL_SECONDS)
+            if msg is None:
+                raise SystemExit(f"consumer {k} stalled after {i} of {want} messages")
+            if not firsts:
+                firsts.append(time.monotonic_ns())
+        return time.monotonic_ns()
+
+    lasts = await asyncio.gather(*(drain(k, c) for k, c in enumerate(consumers)))
+    return {"role": "consume", "count": a.count, "t_first": firsts[0], "t_last": max(lasts),
+            "cpu_s": watch.cpu(), "prefetch": consumers[0].prefetch}
 
 
 async def _request(conn: emsfast.Connection, a: argparse.Namespace) -> dict[str, Any]:
@@ -220,26 +234,8 @@ async def _main(a: argparse.Namespace) -> dict[str, Any]:
             await c.close()
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.roles")
-    p.add_argument("role", choices=["produce", "consume", "pair", "request", "respond"])
-    p.add_argument("--url", required=True)
-    p.add_argument("--kind", choices=["queue", "topic"], default="queue")
-    p.add_argument("--dest", required=True)
-    p.add_argument("--reply", default="bench.rpc.reply", help="reply queue (request role)")
-    p.add_argument("--count", type=int, required=True)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--body", choices=["text", "bytes"], default="text")
-    p.add_argument("--mode", choices=["non_persistent", "persistent"], default="non_persistent")
-    p.add_argument("--ack", default="auto")
-    p.add_argument("--window", type=int, default=1000)
-    p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
-    p.add_argument("--ssl-trusted", default="", help="CA file, for ssl:// URLs")
-    return p.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    a = parse_args(argv)
+    a = roles_base.parse_args("bench.roles", argv)
     factory = None
     if a.loop == "uvloop":
         import uvloop
