@@ -481,10 +481,7 @@ class ClientConnection(asyncio.Protocol):
             if msg.persistent:
                 store_name = self.broker.store_name(holder.props)
                 fut = self.store.put_message(store_name, holder.key, msg.id, msg.blob)
-                if self.token_key is not None:
-                    origin = self.token_key + producer.id.to_bytes(4, "big")
-                    self.store.note_send(store_name, origin, seq)
-                    self.server.sent_seqs[origin] = seq
+                self._note_send(store_name, producer.id, seq)
                 self._wait_store(fut, (holder, msg, producer.id, seq, confirm))
                 return
             holder.enqueue(msg)
@@ -503,11 +500,21 @@ class ClientConnection(asyncio.Protocol):
                 code = err.code if isinstance(err, EmsfastError) else ErrorCode.INTERNAL
                 self.send_fail(producer.id, seq, msg.delivery_mode, code, str(err))
             elif fut is not None:
+                # Durables stored it: record the send in the same batch, as for
+                # queues, so a resend after failover is not stored twice.
+                self._note_send(self.broker.store_name(topic.props), producer.id, seq)
                 self._wait_store(fut, (None, msg, producer.id, seq, confirm))
             elif confirm:
                 self._confirm(producer.id, seq, msg.id)
 
         self.broker.route_topic(topic, msg, after_store)
+
+    def _note_send(self, store_name: str, pid: int, seq: int) -> None:
+        """FT clients: the highest stored send of this producer (dropping resends)."""
+        if self.token_key is not None:
+            origin = self.token_key + pid.to_bytes(4, "big")
+            self.store.note_send(store_name, origin, seq)
+            self.server.sent_seqs[origin] = seq
 
     def _wait_store(self, fut: asyncio.Future[None], item: tuple[Any, ...]) -> None:
         waits = self._store_waits.get(fut)

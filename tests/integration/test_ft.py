@@ -8,6 +8,7 @@ hung (SIGSTOPped) active is replaced after ft_activation and fenced (exit 3).
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import signal
 import time
@@ -20,7 +21,9 @@ import pytest
 import emsfast
 from emsfast._testbase.clientutil import connection, text_of
 from emsfast._testbase.ft_pair import STANDBY_LINE, FTPair
+from emsfast._testbase.rawwire import RawConnection, control, publish, text_blob
 from emsfast._testbase.server_process import ServerProcess, run_cli
+from emsfast.consts import FRAME_CONFIRM, FRAME_HELLO, HELLO_MAGIC, PROTOCOL_VERSION
 from emsfast.errors import EmsfastError, StandbyError, TransactionRolledBackError
 from emsfast.store.lmdb_store import MARK_DELAY
 
@@ -273,6 +276,115 @@ def test_kill9_under_load_nothing_confirmed_lost_duplicates_flagged(pair: FTPair
         seen.add(text)
     # Nothing stored twice: the queue holds nothing after the consumer acked all.
     assert asyncio.run(drain(pair.url("b"), "ft.load", 0.5)) == []
+
+
+def test_kill9_under_topic_load_durable_gets_each_confirmed_message_once(
+        pair: FTPair) -> None:
+    """A durable misses nothing confirmed across a kill -9 of the active, and holds
+    nothing twice (the resend rule itself is pinned down on the wire below)."""
+    a = pair.start_active("a")
+    b = pair.start_standby("b")
+
+    async def subscribe_then_leave() -> None:
+        async with connection(pair.urls, client_id="ft-sub") as conn:
+            sub = conn.session().consumer(emsfast.Topic("ft.prices"), durable="keep")
+            await sub.ready
+            await sub.close()
+
+    async def publish() -> list[str]:
+        confirmed: list[str] = []
+        conn = await emsfast.connect(pair.urls, reconnect_attempt_count=20,
+                                     reconnect_attempt_delay=0.25)
+        producer = conn.session().producer(emsfast.Topic("ft.prices"), window=50)
+        stop = asyncio.Event()
+
+        async def produce() -> None:
+            i = 0
+            while not stop.is_set():
+                pending = []
+                for _ in range(20):
+                    body = f"t{i}"
+                    i += 1
+                    pending.append((await producer.send_async(emsfast.TextMessage(body)), body))
+                for fut, text in pending:
+                    await fut
+                    confirmed.append(text)
+
+        task = asyncio.ensure_future(produce())
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(a.kill)
+        await asyncio.to_thread(b.wait_for_line, "Server is active.", 10)
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await conn.close()
+        return confirmed
+
+    async def drain_durable() -> list[str]:
+        async with connection(pair.url("b"), client_id="ft-sub") as conn:
+            session = conn.session()
+            sub = session.consumer(emsfast.Topic("ft.prices"), durable="keep")
+            got: list[str] = []
+            while (msg := await sub.receive(timeout=2.0)) is not None:
+                got.append(text_of(msg))
+            return got
+
+    asyncio.run(subscribe_then_leave())
+    confirmed = asyncio.run(publish())
+    got = asyncio.run(drain_durable())
+    assert len(confirmed) > 100
+    missing = set(confirmed) - set(got)
+    assert not missing, f"{len(missing)} confirmed messages lost, e.g. {sorted(missing)[:5]}"
+    dups = sorted(t for t, n in collections.Counter(got).items() if n > 1)
+    assert not dups, f"stored twice for the durable: {dups[:5]}"
+
+
+@pytest.mark.parametrize("kind", ["queue", "topic"])
+def test_a_resend_with_the_same_seq_is_stored_once(tmp_path: Path, kind: str) -> None:
+    """What a client resends after failover (same token, producer and seq) is confirmed
+    and dropped, for queues and for the durables of a topic; deterministic, on the wire."""
+    srv = ServerProcess(tmp_path / "d")
+    try:
+        srv.start()
+        if kind == "topic":
+            asyncio.run(_make_durable(srv.url))
+        with RawConnection("127.0.0.1", srv.port) as raw:
+            raw.send(control(FRAME_HELLO, {
+                "magic": HELLO_MAGIC, "proto": PROTOCOL_VERSION, "lang": "python-raw",
+                "version": "0", "client_token": "tok-1"}))
+            assert raw.read_frame() is not None
+            raw.request("session.create", session=1, ack_mode=1)
+            raw.request("producer.create", session=1, producer=1, dest_type=kind,
+                        dest="ft.dedup")
+            prefix = "q:" if kind == "queue" else "t:"
+            for text in ("first", "resent", "second"):
+                seq = 2 if text == "second" else 1
+                raw.send(publish(1, seq, text_blob(text, prefix + "ft.dedup")))
+                while (f := raw.read_frame()) is not None and f[0] != FRAME_CONFIRM:
+                    pass
+                assert f is not None, "no CONFIRM"
+        got = asyncio.run(_drain_kind(srv.url, kind))
+        assert got == ["first", "second"]
+    finally:
+        srv.cleanup()
+
+
+async def _make_durable(url: str) -> None:
+    async with connection(url, client_id="dedup") as conn:
+        sub = conn.session().consumer(emsfast.Topic("ft.dedup"), durable="d")
+        await sub.ready
+        await sub.close()
+
+
+async def _drain_kind(url: str, kind: str) -> list[str]:
+    async with connection(url, client_id="dedup" if kind == "topic" else None) as conn:
+        session = conn.session()
+        dest: Any = emsfast.Queue("ft.dedup") if kind == "queue" else emsfast.Topic("ft.dedup")
+        consumer = session.consumer(dest, durable="d" if kind == "topic" else None)
+        got = []
+        while (msg := await consumer.receive(timeout=1.0)) is not None:
+            got.append(text_of(msg))
+        return got
 
 
 def test_transacted_commit_after_failover_raises_rolled_back(pair: FTPair) -> None:

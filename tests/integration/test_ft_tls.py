@@ -14,6 +14,7 @@ import pytest
 import emsfast
 from emsfast._testbase.clientutil import connection, text_of
 from emsfast._testbase.ft_pair import STANDBY_LINE, FTPair
+from emsfast._testbase.server_process import run_cli
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tls_pki import KEY_PASSWORD, Pki  # noqa: E402
@@ -90,3 +91,13 @@ def test_untrusted_backup_identity_is_refused_and_logged_on_both_sides(
     # The active still owns the store, so the refused backup can never activate.
     assert "Server is active." not in log
     assert active.is_running()
+
+
+def test_admin_over_tls_to_the_standby(pair: FTPair, pki: Pki) -> None:
+    pair.start_active("a")
+    pair.start_standby("b")
+    rc, out, err = run_cli("admin", [
+        "-server", pair.url("b"), "-user", "admin", "-ssl_trusted", pki.s("ca.pem"),
+        "-ssl_identity", pki.client("admin")], input="info\n")
+    assert rc == 0, err
+    assert "State: standby" in out
