@@ -69,9 +69,13 @@ def fail(prog: str, exc: BaseException | str) -> int:
 
 
 def run_async(main: Coroutine[Any, Any, int]) -> int:
-    """Run ``main`` on uvloop when it is installed (stock asyncio otherwise)."""
+    """Run ``main`` on uvloop when it is installed (stock asyncio otherwise);
+    Ctrl-C exits 130, as a shell reports a SIGINT."""
     try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(main)
+        return uvloop.run(main)
+    except KeyboardInterrupt:
+        return 130

@@ -114,11 +114,7 @@ async def consume(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        return run_async(consume(args))
-    except KeyboardInterrupt:
-        return 130
+    return run_async(consume(parse_args(argv)))
 
 
 if __name__ == "__main__":

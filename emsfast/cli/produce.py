@@ -156,11 +156,7 @@ async def produce(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        return run_async(produce(args))
-    except KeyboardInterrupt:
-        return 130
+    return run_async(produce(parse_args(argv)))
 
 
 if __name__ == "__main__":
