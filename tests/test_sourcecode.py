@@ -27,7 +27,8 @@ def test_mypy_strict() -> None:
 def test_stubs_match_the_compiled_core() -> None:
     result = run("mypy.stubtest", "--ignore-disjoint-bases", "--allowlist",
                  "tests/stubtest_allowlist.txt", "emsfast._core.framing",
-                 "emsfast._core.message", "emsfast._core.crc", "emsfast._core.dispatch")
+                 "emsfast._core.message", "emsfast._core.crc", "emsfast._core.dispatch",
+                 "emsfast._core.storeenc")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
