@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["EmsArgumentParser", "add_ssl_options", "fail", "run_async", "ssl_options"]
+__all__ = [
+    "EmsArgumentParser", "add_ssl_options", "fail", "reader_went_away", "run_async",
+    "ssl_options",
+]
 
 
 class EmsArgumentParser(argparse.ArgumentParser):
@@ -68,6 +72,18 @@ def fail(prog: str, exc: BaseException | str) -> int:
     return 1
 
 
+def reader_went_away() -> int:
+    """stdout's reader closed the pipe (``| head``): stop quietly, as Unix tools do.
+
+    Later writes (and the interpreter's flush at exit) go to /dev/null instead of
+    raising BrokenPipeError again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
+
+
 def run_async(main: Coroutine[Any, Any, int]) -> int:
     """Run ``main`` on uvloop when it is installed (stock asyncio otherwise);
     Ctrl-C exits 130, as a shell reports a SIGINT."""
@@ -79,3 +95,5 @@ def run_async(main: Coroutine[Any, Any, int]) -> int:
         return uvloop.run(main)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return reader_went_away()

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from emsfast.cli import EmsArgumentParser, add_ssl_options, fail, ssl_options
+from emsfast.cli import EmsArgumentParser, add_ssl_options, fail, reader_went_away, ssl_options
 
 PROG = "emsfast-admin"
 HISTORY = os.path.join(os.path.expanduser("~"), ".emsfast_admin_history")
@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         if sys.stdin.isatty():
             print(f"Connected to: {session.url} as '{args.user}'. Type 'help' for commands.")
         return repl(session)
+    except BrokenPipeError:
+        return reader_went_away()
     finally:
         session.close()
         session.loop.close()

@@ -91,6 +91,8 @@ async def consume(args: argparse.Namespace) -> int:
     try:
         conn = await emsfast.connect(args.server, user=args.user, password=args.password,
                                      client_id=args.clientid, **ssl_options(args))
+    except BrokenPipeError:
+        raise                   # stdout's reader left: run_async ends quietly
     except (EmsfastError, OSError) as exc:
         return fail(PROG, exc)
     try:
@@ -106,6 +108,8 @@ async def consume(args: argparse.Namespace) -> int:
             if acknowledge:
                 await msg.acknowledge()
             received += 1
+    except BrokenPipeError:
+        raise                   # stdout's reader left: run_async ends quietly
     except (EmsfastError, OSError) as exc:
         return fail(PROG, exc)
     finally:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
 
 from emsfast._testbase.clientutil import mode_is, text_of
-from emsfast._testbase.server_process import CliProcess, free_port_closed, run_cli
+from emsfast._testbase.server_process import CliProcess, cli_command, free_port_closed, run_cli
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -244,3 +245,22 @@ def test_usage_error_exits_nonzero(server, tool):
     assert rc != 0
     assert out == ""
     assert "-queue" in err or "-topic" in err, err
+
+
+def test_consumer_piped_into_head_stops_quietly(server, uniq):
+    """`emsfast-consume ... | head -1`: the reader leaves; no traceback, exit 0."""
+    q = uniq("q")
+    rc, _out, err = run_cli("produce", ["-server", server.url, "-queue", q,
+                                        *[f"m{i}" for i in range(50)]])
+    assert rc == 0, err
+    proc = subprocess.Popen(
+        cli_command("consume", ["-server", server.url, "-queue", q, "-timeout", "5"]),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"m0\n"
+        proc.stdout.close()                 # what `head -1` does after one line
+        _, err_bytes = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err_bytes
+    assert b"Traceback" not in err_bytes and b"Broken pipe" not in err_bytes
