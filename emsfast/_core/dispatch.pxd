@@ -3,7 +3,9 @@ from libc.stdint cimport int64_t, uint64_t
 
 cdef class ServerMessage:
     cdef public uint64_t id
-    cdef public bytes blob
+    cdef bytes _blob            # None for a recovered message: the body is in the store
+    cdef object _source         # its store (load_blob), with _holder its owner key
+    cdef str _holder
     cdef public int delivery_mode
     cdef public int priority
     cdef public int64_t timestamp

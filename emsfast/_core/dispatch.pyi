@@ -3,9 +3,14 @@
 from collections.abc import Callable
 from typing import Any, final
 
+@final
 class ServerMessage:
     id: int
-    blob: bytes
+    @property
+    def blob(self) -> bytes: ...
+    @property
+    def stored(self) -> bool: ...
+    def loaded(self) -> ServerMessage: ...
     delivery_mode: int
     priority: int
     timestamp: int
@@ -28,3 +33,7 @@ class Delivery:
 
 def parse_publish_message(body: bytes, mid: int, origin: int) -> tuple[int, int, ServerMessage]:
     """(producer, seq, message) from a PUBLISH body; FrameError if malformed."""
+
+def stored_message(source: Any, holder: str, mid: int, size: int, delivery_mode: int,
+                   priority: int, timestamp: int, expiration: int) -> ServerMessage:
+    """A recovered persistent message: index fields only, the body stays in ``source``."""

@@ -26,16 +26,19 @@ cdef dict _MODE_NAMES = {
 }
 
 
-# Not final: the store subclasses it for recovered messages whose body stays on
-# disk (server/messages.py StoredServerMessage overrides ``blob``).
+@cython.final
 @cython.freelist(256)
 cdef class ServerMessage:
-    """A message as the broker holds it: the producer's blob plus routing fields."""
+    """A message as the broker holds it: the producer's blob plus routing fields.
+
+    A message recovered from the store keeps only its index fields in memory;
+    ``blob`` reads the body back from the store each time it is needed.
+    """
 
     def __init__(self, uint64_t mid, bytes blob, int delivery_mode, int priority,
                  int64_t timestamp, int64_t expiration, uint64_t origin):
         self.id = mid
-        self.blob = blob
+        self._blob = blob
         self.delivery_mode = delivery_mode
         self.persistent = delivery_mode == PERSISTENT
         self.priority = priority
@@ -44,6 +47,24 @@ cdef class ServerMessage:
         self.size = len(blob)
         self.origin = origin        # connection id of the producer, for noLocal
         self._meta = None
+
+    @property
+    def blob(self):
+        if self._blob is not None:
+            return self._blob
+        return self._source.load_blob(self._holder, self.id)
+
+    @property
+    def stored(self):
+        """True for a recovered message whose body lives only in the store."""
+        return self._blob is None
+
+    def loaded(self):
+        """This message with its body in memory (for a move to another holder)."""
+        if self._blob is not None:
+            return self
+        return ServerMessage(self.id, self.blob, self.delivery_mode, self.priority,
+                             self.timestamp, self.expiration, self.origin)
 
     def field_getter(self, str server_name, int delivered=0):
         """A ``get(name)`` for selectors: JMS headers by JMS name, else properties.
@@ -54,8 +75,7 @@ cdef class ServerMessage:
         """
         meta = self._meta
         if meta is None:
-            # A Python-level lookup, so a subclass's ``blob`` property is honoured.
-            meta = self._meta = decode_meta(getattr(self, "blob"))
+            meta = self._meta = decode_meta(self.blob)
         headers = meta[0] or {}
         props = meta[1] or {}
         msg = self
@@ -112,7 +132,7 @@ def parse_publish_message(body, uint64_t mid, uint64_t origin):
         read_header(p + PUBLISH_FIXED, view.len - PUBLISH_FIXED, &h)
         msg = ServerMessage.__new__(ServerMessage)
         msg.id = mid
-        msg.blob = PyBytes_FromStringAndSize(p + PUBLISH_FIXED, view.len - PUBLISH_FIXED)
+        msg._blob = PyBytes_FromStringAndSize(p + PUBLISH_FIXED, view.len - PUBLISH_FIXED)
         msg.delivery_mode = h.delivery_mode
         msg.persistent = h.delivery_mode == PERSISTENT
         msg.priority = h.priority
@@ -123,3 +143,20 @@ def parse_publish_message(body, uint64_t mid, uint64_t origin):
         return ems_load_u32(p), ems_load_u64(p + 4), msg
     finally:
         PyBuffer_Release(&view)
+
+
+def stored_message(source, str holder, uint64_t mid, Py_ssize_t size, int delivery_mode,
+                   int priority, int64_t timestamp, int64_t expiration):
+    """A recovered persistent message: index fields only, the body stays in ``source``."""
+    cdef ServerMessage msg = ServerMessage.__new__(ServerMessage)
+    msg.id = mid
+    msg._source = source
+    msg._holder = holder
+    msg.delivery_mode = delivery_mode
+    msg.persistent = delivery_mode == PERSISTENT
+    msg.priority = priority
+    msg.timestamp = timestamp
+    msg.expiration = expiration
+    msg.size = size
+    msg.origin = 0
+    return msg

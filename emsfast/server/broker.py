@@ -16,7 +16,7 @@ from emsfast.config.names import validate_destination_name, wildcard_match
 from emsfast.errors import InUseError, LimitError, NotAllowedError, NotFoundError
 from emsfast.log import log
 from emsfast.server.holders import Holder, Subscription
-from emsfast.server.messages import ServerMessage, StoredServerMessage
+from emsfast.server.messages import ServerMessage, stored_message
 from emsfast.server.temporary import Temporaries, is_temporary
 from emsfast.store.base import DurableRecord, RecoveredState, Store
 
@@ -260,7 +260,7 @@ class Broker:
             return
         if msg.field_getter(self.server_name)("JMS_TIBCO_PRESERVE_UNDELIVERED") is not True:
             return
-        if isinstance(msg, StoredServerMessage):
+        if msg.stored:
             msg = msg.loaded()      # its record under the old holder is being removed
         target = self.queue(UNDELIVERED)
         try:
@@ -316,28 +316,33 @@ class Broker:
         last_key: str | None = None
         holder: Holder | None = None
         store = self.store
-        for sm in state.messages:
-            if sm.holder != last_key:   # messages come in runs per holder
-                last_key = sm.holder
-                if last_key not in holders:
-                    holders[last_key] = self._recovered_holder(last_key)
-                holder = holders[last_key]
+        run: list[ServerMessage] = []      # messages come in runs per holder
+        run_bytes = 0
+        # Plain tuple unpacking: a million NamedTuple attribute reads cost more
+        # than building the messages themselves.
+        for key, mid, blob, count, size, mode, prio, ts, exp in state.messages:
+            if key != last_key:
+                if holder is not None and run:
+                    holder.add_recovered(run, run_bytes)
+                run, run_bytes = [], 0
+                last_key = key
+                if key not in holders:
+                    holders[key] = self._recovered_holder(key)
+                holder = holders[key]
             if holder is None:
                 continue
-            msg: ServerMessage
-            if sm.blob is None:     # index only: the body stays in the store
-                msg = StoredServerMessage(store, last_key, sm.message_id, sm.size,
-                                          sm.delivery_mode, sm.priority, sm.timestamp,
-                                          sm.expiration)
+            if blob is None:        # index only: the body stays in the store
+                msg = stored_message(store, key, mid, size, mode, prio, ts, exp)
             else:
-                body_type, mode, prio, ts, exp = peek_message(sm.blob)
-                msg = ServerMessage(sm.message_id, sm.blob, mode, prio, ts, exp, 0)
-            holder.count += 1
-            holder.bytes += msg.size
-            if sm.delivery_count:
-                holder.redeliveries[msg.id] = sm.delivery_count
-            holder.enqueue(msg)
-            recovered += 1
+                body_type, mode, prio, ts, exp = peek_message(blob)
+                msg = ServerMessage(mid, blob, mode, prio, ts, exp, 0)
+            if count:
+                holder.redeliveries[mid] = count
+            run.append(msg)
+            run_bytes += msg.size
+        if holder is not None and run:
+            holder.add_recovered(run, run_bytes)
+        recovered = sum(h.count for h in holders.values() if h is not None)
         seen = [h for h in holders.values() if h is not None]
         for key, found in holders.items():
             if found is None and is_temporary(key.partition(":")[2]):

@@ -113,6 +113,17 @@ class Holder:
         if self.consumers:
             self.dispatch()
 
+    def add_recovered(self, msgs: list[ServerMessage], nbytes: int) -> None:
+        """Messages read back from the store, in id order, before any consumer:
+        counted and queued in one pass, without a dispatch attempt each."""
+        self.count += len(msgs)
+        self.bytes += nbytes
+        levels = self._levels
+        for msg in msgs:
+            levels[msg.priority].append(msg)
+        self.ready += len(msgs)
+        self._top = max(self._top, max(msg.priority for msg in msgs))
+
     def restore(self, msg: ServerMessage, delivered: int) -> None:
         """Put back an unacknowledged message at the head of its level."""
         self.redeliveries[msg.id] = delivered

@@ -164,7 +164,6 @@ def test_recovered_messages_keep_only_an_index_and_load_bodies(
     from emsfast.config.destinations import DestinationTable
     from emsfast.consts import PERSISTENT
     from emsfast.server.broker import Broker
-    from emsfast.server.messages import StoredServerMessage
 
     blob = bytes(emsfast.TextMessage("hello", properties={"n": 7}).encode(
         PERSISTENT, 6, 123, 0, emsfast.Queue("orders")))
@@ -179,10 +178,11 @@ def test_recovered_messages_keep_only_an_index_and_load_bodies(
     broker.queue_table = broker.topic_table = _allow_all()
     assert broker.recover(s.recover()) == 1
     (msg,) = broker.queues["orders"].iter_ready()
-    assert isinstance(msg, StoredServerMessage)
+    assert msg.stored
     assert (msg.priority, msg.timestamp, msg.size) == (6, 123, len(blob))
     assert msg.blob == blob and msg.field_getter("S")("n") == 7
-    assert msg.loaded().blob == blob
+    loaded = msg.loaded()
+    assert loaded.blob == blob and not loaded.stored
     s.close()
 
 
