@@ -14,8 +14,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 __all__ = [
-    "EmsArgumentParser", "add_ssl_options", "fail", "reader_went_away", "run_async",
-    "ssl_options",
+    "EmsArgumentParser", "add_connection_options", "add_ssl_options", "fail",
+    "positive_int", "reader_went_away", "run_async", "ssl_options",
 ]
 
 
@@ -70,6 +70,28 @@ def fail(prog: str, exc: BaseException | str) -> int:
     text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
     print(f"{prog}: error: {text}", file=sys.stderr, flush=True)
     return 1
+
+
+def add_connection_options(p: argparse.ArgumentParser, topic_help: str | None = None
+                           ) -> None:
+    """-server/-user/-password, the -ssl_* options and -queue|-topic (required),
+    as EMS's sample clients take them."""
+    p.add_argument("-server", default="tcp://localhost:7222", metavar="URLS",
+                   help="server URL or FT list tcp://a:7222,tcp://b:7224")
+    p.add_argument("-user", default=None, metavar="U")
+    p.add_argument("-password", default=None, metavar="P")
+    add_ssl_options(p)
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("-queue", metavar="NAME")
+    dest.add_argument("-topic", metavar="NAME", help=topic_help)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
 
 
 def reader_went_away() -> int:

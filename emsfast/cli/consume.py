@@ -6,7 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from emsfast.cli import EmsArgumentParser, add_ssl_options, fail, run_async, ssl_options
+from emsfast.cli import (
+    EmsArgumentParser,
+    add_connection_options,
+    fail,
+    positive_int,
+    run_async,
+    ssl_options,
+)
 
 PROG = "emsfast-consume"
 
@@ -34,31 +41,17 @@ exit status: 0 done, 1 connection/authentication/selector error, 2 usage error.
 def build_parser() -> argparse.ArgumentParser:
     p = EmsArgumentParser(PROG, "Receive messages from an emsfast (EMS-compatible) server.",
                           _EPILOG)
-    p.add_argument("-server", default="tcp://localhost:7222", metavar="URLS",
-                   help="server URL or FT list tcp://a:7222,tcp://b:7224")
-    p.add_argument("-user", default=None, metavar="U")
-    p.add_argument("-password", default=None, metavar="P")
-    add_ssl_options(p)
-    dest = p.add_mutually_exclusive_group(required=True)
-    dest.add_argument("-queue", metavar="NAME")
-    dest.add_argument("-topic", metavar="NAME", help="may use wildcards * and >")
+    add_connection_options(p, topic_help="may use wildcards * and >")
     p.add_argument("-durable", metavar="NAME", help="durable subscription (needs -clientid)")
     p.add_argument("-clientid", metavar="ID", help="connection client id")
     p.add_argument("-selector", metavar="EXPR", help="JMS message selector")
     p.add_argument("-ack", default="auto",
                    choices=("auto", "client", "dups_ok", "explicit", "none"))
-    p.add_argument("-count", type=_positive_int, metavar="N", help="stop after N messages")
+    p.add_argument("-count", type=positive_int, metavar="N", help="stop after N messages")
     p.add_argument("-timeout", type=_non_negative_float, metavar="SECS",
                    help="stop when no message arrived for SECS")
     p.add_argument("-json", action="store_true", help="one JSON object per message")
     return p
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def _non_negative_float(text: str) -> float:

@@ -9,7 +9,14 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from emsfast.cli import EmsArgumentParser, add_ssl_options, fail, run_async, ssl_options
+from emsfast.cli import (
+    EmsArgumentParser,
+    add_connection_options,
+    fail,
+    positive_int,
+    run_async,
+    ssl_options,
+)
 
 PROG = "emsfast-produce"
 
@@ -29,17 +36,10 @@ exit status: 0 all sent, 1 connection/authentication/send error, 2 usage error.
 
 def build_parser() -> argparse.ArgumentParser:
     p = EmsArgumentParser(PROG, "Send messages to an emsfast (EMS-compatible) server.", _EPILOG)
-    p.add_argument("-server", default="tcp://localhost:7222", metavar="URLS",
-                   help="server URL or FT list tcp://a:7222,tcp://b:7224")
-    p.add_argument("-user", default=None, metavar="U")
-    p.add_argument("-password", default=None, metavar="P")
-    add_ssl_options(p)
-    dest = p.add_mutually_exclusive_group(required=True)
-    dest.add_argument("-queue", metavar="NAME")
-    dest.add_argument("-topic", metavar="NAME")
+    add_connection_options(p)
     p.add_argument("-delivery", default="persistent",
                    choices=("persistent", "non_persistent", "reliable"))
-    p.add_argument("-count", type=_positive, metavar="N", help="send N generated messages")
+    p.add_argument("-count", type=positive_int, metavar="N", help="send N generated messages")
     p.add_argument("-size", type=_non_negative, metavar="BYTES",
                    help="size of each generated message (default 100)")
     p.add_argument("-property", action="append", default=[], metavar="KEY=VALUE",
@@ -51,13 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time to live in milliseconds (default 0: never expires)")
     p.add_argument("text", nargs="*", metavar="TEXT")
     return p
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def _non_negative(text: str) -> int:
