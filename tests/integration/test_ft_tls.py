@@ -58,8 +58,10 @@ def tls_params(pki: Pki, identity: str) -> dict[str, str]:
 
 
 async def _send_and_receive(urls: str, pki: Pki, queue: str, text: str) -> str:
-    async with connection(urls, ssl_trusted=pki.s("ca.pem"),
-                          ssl_identity=pki.client("app")) as conn:
+    # A loaded 2-core machine can take seconds for a TLS handshake: wait longer
+    # than the library's defaults before calling the pair unreachable.
+    async with connection(urls, ssl_trusted=pki.s("ca.pem"), ssl_identity=pki.client("app"),
+                          connect_attempt_count=4, handshake_timeout=10.0) as conn:
         session = conn.session()
         await session.producer(emsfast.Queue(queue)).send(emsfast.TextMessage(text))
         msg = await session.consumer(emsfast.Queue(queue)).receive(timeout=10)
@@ -71,11 +73,23 @@ def test_trusted_backup_becomes_standby_over_tls_and_takes_over(pair: FTPair,
                                                                 pki: Pki) -> None:
     active = pair.start_active("a")
     standby = pair.start_standby("b")
+
+    def logs() -> str:
+        return f"--- a ---\n{active.log_text()}\n--- b ---\n{standby.log_text()}"
+
     assert f"standby mode for 'ssl://127.0.0.1:{pair.ports['a']}'" in standby.log_text()
-    assert asyncio.run(_send_and_receive(pair.urls, pki, "ft.tls", "before")) == "before"
+    try:
+        before = asyncio.run(_send_and_receive(pair.urls, pki, "ft.tls", "before"))
+    except Exception as exc:
+        raise AssertionError(f"no message through the active: {exc!r}\n{logs()}") from exc
+    assert before == "before"
     active.kill()
     standby.wait_for_line("Server is active.", 20)
-    assert asyncio.run(_send_and_receive(pair.urls, pki, "ft.tls", "after")) == "after"
+    try:
+        after = asyncio.run(_send_and_receive(pair.urls, pki, "ft.tls", "after"))
+    except Exception as exc:
+        raise AssertionError(f"no message through the backup: {exc!r}\n{logs()}") from exc
+    assert after == "after"
 
 
 def test_untrusted_backup_identity_is_refused_and_logged_on_both_sides(
