@@ -1,4 +1,5 @@
-"""``python -m bench run [--brokers ...] [--workloads ...] [--quick] [--runs N] [--out FILE]``.
+"""``python -m bench run [--brokers ...] [--workloads ...] [--quick] [--runs N] [--out FILE]``;
+``python -m bench chaos ...`` and ``python -m bench soak ...`` (bench/chaos.py).
 
 A full run writes the kept result (``bench/results/compare.json``), its chart
 (``compare.png``) and the tables in ``bench/README.md``; a ``--quick`` run goes to
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import chart, e2e, micro_framing, report
+from bench import chaos, chart, e2e, micro_framing, report
 from bench.common import (
     RAW_DIR,
     RESULTS_DIR,
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", type=Path, metavar="DIR",
                    help="after each case, one extra profiled run (py-spy on the broker, "
                         "cProfile in the clients), files into DIR")
+    chaos.build_parser(sub)
     return p
 
 
@@ -206,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     if a.command == "run":
         return run(a)
+    if a.command in ("chaos", "soak"):
+        return chaos.main(a)
     return 2
 
 

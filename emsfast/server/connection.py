@@ -243,6 +243,14 @@ class ClientConnection(asyncio.Protocol):
             self._flush()
             self.transport.close()
 
+    def abort(self) -> None:
+        """Drop the link at once, unflushed: nothing queued for it is sent."""
+        if self.state == _STATE_CLOSED:
+            return
+        self.state = _STATE_CLOSED
+        if self.transport is not None:
+            self.transport.abort()
+
     def protocol_error(self, text: str) -> None:
         log.warning(f"[{self.user}@{self.host}]: protocol error: {text}; connection closed")
         self.enc.control(FRAME_ERROR, {"rid": None, "code": int(ErrorCode.PROTOCOL),

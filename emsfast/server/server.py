@@ -122,6 +122,12 @@ class Server:
                         f"{self.config.stores}", path=entry.path, line=entry.line, key="store")
 
     def _fenced(self, reason: str) -> None:
+        # The successor owns every send this server has not confirmed: drop clients
+        # unanswered, so they fail over and resend there (duplicates are dropped),
+        # instead of hearing "store failed" for messages that need not fail.
+        for conn in list(self.connections.values()):
+            if not conn.ft_peer:
+                conn.abort()
         if self.ft is not None and self.ft.state in (FTState.ACTIVATING, FTState.ACTIVE):
             self.ft.fenced(reason)      # the machine logs and stops with exit 3
             return
@@ -147,6 +153,7 @@ class Server:
             return
         self.store.open(self.loop)
         self._store_open = True
+        self._log_epoch()
         if config.health_check_listen:
             # Before recovery: probes get 503 from /isReady, not "refused", until active.
             await self._start_side(HealthListener(
@@ -233,6 +240,7 @@ class Server:
         else:
             self.store.open(self.loop)
         self._store_open = True
+        self._log_epoch()
         try:
             ensure_store_id(self.config.store)
             self._recover()
@@ -243,6 +251,13 @@ class Server:
         await self._start_stomp()
         self.recovered = True
         self.failovers += failover
+
+    def _log_epoch(self) -> None:
+        # One line per ownership: the chaos checker (bench/chaos.py) reads these to
+        # prove that no two servers ever owned the store at the same epoch.
+        if isinstance(self.store, LmdbStore):
+            log.info(f"Store epoch {self.store.epoch}: this server owns "
+                     f"'{os.path.abspath(self.config.store)}'.")
 
     async def _open_for_takeover(self, store: LmdbStore, steal: bool) -> None:
         # The epoch bump needs LMDB's writer lock; a hung (SIGSTOPped) active caught
