@@ -24,6 +24,7 @@ import json
 import os
 import random
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -175,6 +176,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     _progress(began, load, failovers, resources)
                 continue
             kind = rng.choices(kinds, weights)[0]
+            before = _outcomes(load)
             if kind == "wipe":      # a backlog to lose: the checker must see it go
                 load.receiving.clear()
                 await asyncio.sleep(1.0)
@@ -187,7 +189,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"the pair did not recover from {kind}: {str(exc).splitlines()[0]}"))
                 break
             failovers += bool(event["failover"])
-            event.update(sent=load.sent, received=load.received)
+            # What the clients saw of this fault: sends refused or left uncertain.
+            after = _outcomes(load)
+            event.update(sent=load.sent, received=load.received,
+                         refused=after[0] - before[0], uncertain=after[1] - before[1])
             result["events"].append(event)
             if args.progress:
                 took = event.get("takeover_seconds")
@@ -230,6 +235,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["member_logs"] = [{**e, "log": e["log"][-20000:]} for e in cluster.logs]
     _rmtree(root)
     return result
+
+
+def _outcomes(load: Load) -> tuple[int, int]:
+    return (sum(len(p.refused) for p in load.producers.values()),
+            sum(len(p.uncertain) for p in load.producers.values()))
 
 
 def _progress(began: float, load: Load, failovers: int, resources: Resources) -> None:
@@ -300,6 +310,9 @@ def main(args: argparse.Namespace) -> int:
         replay += ["--failovers", str(args.failovers)]
     replay_cmd = shlex.join(replay)
     started = now_iso()
+    # SIGTERM (a test's timeout, a CI cancel) unwinds like Ctrl-C: atexit kills the
+    # members (emsfast/_testbase/server_process.py) and unmounts the tmpfs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         body = _run_loop(args)
     except ClusterError as exc:
@@ -350,6 +363,12 @@ def report(result: dict[str, Any]) -> str:
         "received " + ", ".join(f"{n} {c['received']:,} ({c['redelivered']:,} redelivered)"
                                 for n, c in result["load"]["consumers"].items()),
     ]
+    for kind in sorted(kinds):
+        refused = sum(e.get("refused", 0) for e in result["events"] if e["fault"] == kind)
+        uncertain = sum(e.get("uncertain", 0) for e in result["events"] if e["fault"] == kind)
+        if refused or uncertain:
+            lines.append(f"{kind}: {refused:,} send(s) refused by the server, {uncertain:,} "
+                         "left uncertain (no answer before the client gave up)")
     g = result["resources"]["growth"]
     if g.get("checked"):
         lines.append(f"active member after warm-up: RSS {g['rss_kib_first'] // 1024} → "

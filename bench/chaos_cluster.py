@@ -12,6 +12,7 @@ leaves the pair with one active and one standby again before it returns.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import re
@@ -71,6 +72,8 @@ class Cluster:
                 raise ClusterError("the disk-full fault puts the store on a small tmpfs and "
                                    f"needs root to mount it: {mounted.stderr.strip()}")
             self.pair.store = self.tmpfs / "store"
+            atexit.register(subprocess.run, ["umount", "-l", str(self.tmpfs)],
+                            capture_output=True)
         self.health = {r: free_port() for r in ROLES}
         self.ft_proxy: dict[str, FaultProxy] = {}      # role -> proxy to its peer
         self.client_proxy: dict[str, FaultProxy] = {}  # role -> proxy to that member
