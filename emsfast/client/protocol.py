@@ -63,6 +63,9 @@ class ClientProtocol(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._lost: EmsfastError | None = None
+        self._rx = True         # data arrived since the last silence check
+        self._silent = 0.0
+        self._timers: list[asyncio.TimerHandle] = []
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -73,6 +76,7 @@ class ClientProtocol(asyncio.Protocol):
         self.schedule_flush()
 
     def data_received(self, data: bytes) -> None:
+        self._rx = True
         try:
             frames = self._decoder.feed(data)
         except FrameError as exc:
@@ -125,6 +129,7 @@ class ClientProtocol(asyncio.Protocol):
             self._decoder.max_frame = max_msg + FRAME_OVERHEAD
             if not self.welcome.done():
                 self.welcome.set_result(info)
+            self._start_heartbeats(info)
         elif ftype == FRAME_REFUSED:
             info = unpack_control(body)
             err = _coded_error(info, "connection refused")
@@ -136,6 +141,39 @@ class ClientProtocol(asyncio.Protocol):
             self.abort(_coded_error(unpack_control(body), "server error"))
         elif ftype != FRAME_HEARTBEAT:
             self.abort(ProtocolError(f"unexpected frame type 0x{ftype:02x} before WELCOME"))
+
+    # -- heartbeats (EMS.md 2.5) -----------------------------------------------------
+
+    def _start_heartbeats(self, info: dict[str, Any]) -> None:
+        """Beat every ``client_heartbeat_server`` s; give the link up after
+        ``client_timeout_server_connection`` s of silence (the server beats every
+        ``server_heartbeat_client`` s), so a hung server means failover, not a hang."""
+        beat = _seconds(info.get("client_heartbeat_server"))
+        timeout = _seconds(info.get("client_timeout_server_connection"))
+        if beat:
+            self._timers.append(self.loop.call_later(beat, self._beat, beat))
+        if timeout:
+            self._timers.append(self.loop.call_later(timeout / 4, self._watch, timeout))
+
+    def _beat(self, every: float) -> None:
+        if self._lost is None:
+            self.encoder.heartbeat()
+            self.schedule_flush()
+            self._timers.append(self.loop.call_later(every, self._beat, every))
+
+    def _watch(self, timeout: float) -> None:
+        if self._lost is not None:
+            return
+        if self._rx:
+            self._rx, self._silent = False, 0.0
+        else:
+            self._silent += timeout / 4
+            if self._silent >= timeout:
+                self.abort(ConnectionClosedError(
+                    f"no data from the server for {self._silent:g} s "
+                    f"(client_timeout_server_connection {timeout:g} s)"))
+                return
+        self._timers.append(self.loop.call_later(timeout / 4, self._watch, timeout))
 
     # -- writing ---------------------------------------------------------------------
 
@@ -194,6 +232,9 @@ class ClientProtocol(asyncio.Protocol):
 
     def _fail(self, exc: EmsfastError) -> None:
         self._lost = exc
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         self._writable.set()
         if not self.welcome.done():
             self.welcome.set_exception(exc)
@@ -212,3 +253,7 @@ def _coded_error(info: dict[str, Any], what: str) -> EmsfastError:
     if isinstance(code, int):
         return error_from_code(code, text)
     return ProtocolError(f"{what}: {text}")
+
+
+def _seconds(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and value > 0 else 0.0

@@ -55,6 +55,7 @@ from emsfast.ft.peer import PeerBeat, peer_refusal, peer_welcome
 from emsfast.log import log
 from emsfast.server import ops
 from emsfast.server.browsers import Browser
+from emsfast.server.heartbeats import welcome_fields
 from emsfast.server.holders import Holder
 from emsfast.server.messages import ServerMessage
 from emsfast.server.session import Consumer, Producer, Session
@@ -106,6 +107,8 @@ class ClientConnection(asyncio.Protocol):
         # producers' sends are recorded so a resend after failover is dropped.
         self.token: str | None = None
         self.token_key: bytes | None = None
+        self.rx = True          # data arrived since the last heartbeat check (heartbeats.py)
+        self.silent = 0.0
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -127,6 +130,7 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.state == _STATE_CLOSED:
             return
+        self.rx = True
         if self.state == _STATE_HELLO and not self.decoder.buffered and _is_tls(data):
             log.warning(f"[{self.host}]: connect failed: TLS handshake on a plain tcp:// "
                         "listener (the client used an ssl:// URL?); connection closed")
@@ -375,18 +379,23 @@ class ClientConnection(asyncio.Protocol):
         self.enc.control(FRAME_WELCOME, {
             "proto": PROTOCOL_VERSION, "server": self.server.name, "conn_id": self.conn_id,
             "max_msg_size": self.server.max_msg_size, "ft_state": self.server.ft_state,
-            **(peer_welcome(self.server.config, hello, self.host) if self.ft_peer else {}),
+            **(peer_welcome(self.server.config, hello, self.host) if self.ft_peer
+               else welcome_fields(self.server)),
         })
         if self.ft_peer:
             log.info(f"FT peer '{hello.get('server')}' at {self.host} connected "
                      f"(this server is {self.server.ft_state}).")
             if self.server.ft_state == "active":
                 hb = self.server.config.ft_heartbeat
-                self._peer_beat = PeerBeat(self.loop, hb, self._send_heartbeat)
+                self._peer_beat = PeerBeat(self.loop, hb, self.send_heartbeat)
         if "CONNECT" in self.server.tracer:
             log.info(f"[{self.user}@{self.host}]: connected")
 
-    def _send_heartbeat(self) -> None:
+    @property
+    def is_open(self) -> bool:
+        return self.state == _STATE_OPEN
+
+    def send_heartbeat(self) -> None:
         self.enc.heartbeat()
         self._schedule_flush()
 

@@ -29,6 +29,7 @@ from emsfast.server.authz import Authz
 from emsfast.server.broker import Broker
 from emsfast.server.connection import ClientConnection
 from emsfast.server.health import HealthListener
+from emsfast.server.heartbeats import Heartbeats
 from emsfast.server.tls import TlsListener, server_context
 from emsfast.store.base import Store
 from emsfast.store.lmdb_store import LmdbStore
@@ -84,6 +85,7 @@ class Server:
         self.shutdown = asyncio.Event()
         self.exit_code = 0
         self.connections: dict[int, ClientConnection] = {}
+        self.heartbeats = Heartbeats(self)
         self.client_ids: dict[str, ClientConnection] = {}
         self._servers: list[asyncio.Server] = []
         self._next_conn = 0
@@ -137,6 +139,7 @@ class Server:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self.heartbeats.start(self.loop)
         config = self.config
         # Before the store opens: with SSL in startup_abort_list a bad file stops here.
         self._tls_ctx = self._tls_context() if any(u.tls for u in config.listen_urls) else None
@@ -370,6 +373,7 @@ class Server:
     async def stop(self) -> None:
         """Stop accepting, close clients, let the store finish its writes."""
         self.recovered = False      # /isReady answers 503 from here on
+        self.heartbeats.stop()
         for srv in self._servers:
             srv.close()
         for listener in self._tls_listeners:
