@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.chaos_check import Violation, check_messages, check_ownership, summarize
-from bench.chaos_cluster import FAULTS, ROLES, SELF_TEST_FAULTS, Cluster, ClusterError
+from bench.chaos_cluster import (
+    FAULTS,
+    ROLES,
+    SELF_TEST_FAULTS,
+    STOP_AFTER_TAKEOVER,
+    Cluster,
+    ClusterError,
+)
 from bench.chaos_load import Load
 from bench.common import RAW_DIR, machine_info, now_iso, software_info
 
@@ -152,12 +159,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     kinds = fault_kinds(args.faults)
     weights = [WEIGHTS[k] for k in kinds]
     root = Path(tempfile.mkdtemp(prefix="emsfast-chaos-", dir=args.workdir))
-    cluster = Cluster(root, disk_full="disk-full" in kinds, activation=args.activation)
+    load: Load | None = None
+    cluster = Cluster(root, disk_full="disk-full" in kinds, activation=args.activation,
+                      confirmed=lambda: _confirmed(load))
     result: dict[str, Any] = {"events": [], "violations": []}
     violations: list[Violation] = []
     resources = Resources(cluster)
     sampler: asyncio.Task[None] | None = None
-    load: Load | None = None
     failovers = 0
     try:
         await cluster.start()
@@ -189,6 +197,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"the pair did not recover from {kind}: {str(exc).splitlines()[0]}"))
                 break
             failovers += bool(event["failover"])
+            if event.get("confirmed_while_hung") == 0:
+                violations.append(Violation(
+                    "stuck", None, 1, [event],
+                    f"no send was confirmed in the {STOP_AFTER_TAKEOVER:g} s after the backup "
+                    f"took over from the hung (SIGSTOPped) {event['victim']}: clients stayed "
+                    "with the hung server"))
             # What the clients saw of this fault: sends refused or left uncertain.
             after = _outcomes(load)
             event.update(sent=load.sent, received=load.received,
@@ -235,6 +249,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["member_logs"] = [{**e, "log": e["log"][-20000:]} for e in cluster.logs]
     _rmtree(root)
     return result
+
+
+def _confirmed(load: Load | None) -> int:
+    return 0 if load is None else sum(len(p.confirmed) for p in load.producers.values())
 
 
 def _outcomes(load: Load) -> tuple[int, int]:

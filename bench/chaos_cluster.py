@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ FAULTS = ("kill", "stop", "partition", "disk-full")
 # files. It proves the checker sees real loss (tests/integration/test_chaos.py).
 SELF_TEST_FAULTS = ("wipe",)
 ROLES = ("a", "b")
+STOP_AFTER_TAKEOVER = 5.0   # seconds a SIGSTOPped active stays hung after the takeover
 
 
 class ClusterError(RuntimeError):
@@ -55,9 +57,14 @@ async def wait_log(proc: ServerProcess, text: str, timeout: float) -> bool:
 
 class Cluster:
     def __init__(self, root: Path, *, disk_full: bool, heartbeat: int = 1,
-                 activation: int = 3, tmpfs_mb: int = 64) -> None:
+                 activation: int = 3, tmpfs_mb: int = 64,
+                 confirmed: Callable[[], int] = lambda: 0) -> None:
         self.root = root
-        self.pair = FTPair(root, heartbeat=heartbeat, activation=activation)
+        # Clients leave a hung active by the heartbeats of EMS.md 2.5, as in conf/ft/.
+        self.pair = FTPair(root, heartbeat=heartbeat, activation=activation, params={
+            "server_heartbeat_client": "1", "client_timeout_server_connection": "3",
+            "client_heartbeat_server": "1", "server_timeout_client_connection": "5"})
+        self.confirmed = confirmed      # the load's confirmed sends so far
         self.activation = activation
         self.tmpfs: Path | None = None
         if disk_full:
@@ -227,6 +234,11 @@ class Cluster:
             if took is None:
                 raise ClusterError(f"no takeover after SIGSTOP of {victim}\n{self.describe()}")
         else:
+            # Still hung: its clients must leave it by heartbeat timeout and go on
+            # through the new active (not wait for it to wake).
+            before = self.confirmed()
+            await asyncio.sleep(STOP_AFTER_TAKEOVER)
+            out["confirmed_while_hung"] = self.confirmed() - before
             os.kill(proc.pid, signal.SIGCONT)
         out["takeover_seconds"] = round(took, 3)
         self.active = self.standby
