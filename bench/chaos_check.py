@@ -24,7 +24,7 @@ Sends that failed without a server answer (the connection gave up) are
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,58 +74,53 @@ class Violation:
 
 def check_messages(producers: Mapping[str, ProducerLog],
                    consumers: Iterable[ConsumerLog]) -> list[Violation]:
-    out: list[Violation] = []
-    for c in consumers:
-        seen: dict[tuple[str, int], int] = {}
-        unexpected: list[tuple[str, int]] = []
-        refused: list[tuple[str, int, str]] = []
-        dups: list[tuple[str, int]] = []
-        backwards: list[tuple[str, int, int]] = []
-        last_first: dict[str, int] = {}
-        for prod, seq, redelivered in c.deliveries:
-            p = producers.get(prod)
-            if p is None or not 1 <= seq <= p.sent:
-                unexpected.append((prod, seq))
-                continue
-            if seq in p.refused:
-                refused.append((prod, seq, p.refused[seq]))
-            key = (prod, seq)
-            if key in seen and not redelivered:
-                dups.append(key)
-            seen[key] = seen.get(key, 0) + 1
-            if not redelivered and seen[key] == 1:
-                if seq < last_first.get(prod, 0):
-                    backwards.append((prod, last_first[prod], seq))
-                last_first[prod] = max(seq, last_first.get(prod, 0))
-        lost = [(prod, seq) for prod in c.expects
-                for seq in sorted(producers[prod].confirmed) if (prod, seq) not in seen]
-        if lost:
-            out.append(Violation(
-                "lost", c.name, len(lost), lost[:EXAMPLES],
-                f"{len(lost)} confirmed message(s) never reached {c.name} on "
-                f"{c.destination}, e.g. {_ids(lost)}"))
-        if unexpected:
-            out.append(Violation(
-                "unexpected", c.name, len(unexpected), unexpected[:EXAMPLES],
-                f"{c.name} received {len(unexpected)} message(s) that no producer sent, "
-                f"e.g. {_ids(unexpected)}"))
-        if refused:
-            out.append(Violation(
-                "refused_delivered", c.name, len(refused), refused[:EXAMPLES],
-                f"{c.name} received {len(refused)} message(s) whose send the server had "
-                f"refused, e.g. {refused[0][0]}#{refused[0][1]} ({refused[0][2]})"))
-        if dups:
-            out.append(Violation(
-                "duplicate", c.name, len(dups), dups[:EXAMPLES],
-                f"{c.name} received {len(dups)} message(s) a second time without "
-                f"JMSRedelivered, e.g. {_ids(dups)}"))
-        if backwards:
-            prod, before, after = backwards[0]
-            out.append(Violation(
-                "order", c.name, len(backwards), backwards[:EXAMPLES],
-                f"{c.name} received {len(backwards)} first delivery(ies) out of send "
-                f"order, e.g. {prod}#{after} after {prod}#{before}"))
-    return out
+    return [v for c in consumers for v in _check_consumer(c, producers)]
+
+
+def _check_consumer(c: ConsumerLog, producers: Mapping[str, ProducerLog]) -> list[Violation]:
+    seen: dict[tuple[str, int], int] = {}
+    unexpected: list[tuple[str, int]] = []
+    refused: list[tuple[str, int, str]] = []
+    dups: list[tuple[str, int]] = []
+    backwards: list[tuple[str, int, int]] = []
+    last_first: dict[str, int] = {}
+    for prod, seq, redelivered in c.deliveries:
+        p = producers.get(prod)
+        if p is None or not 1 <= seq <= p.sent:
+            unexpected.append((prod, seq))
+            continue
+        if seq in p.refused:
+            refused.append((prod, seq, p.refused[seq]))
+        key = (prod, seq)
+        if key in seen and not redelivered:
+            dups.append(key)
+        seen[key] = seen.get(key, 0) + 1
+        if not redelivered and seen[key] == 1:
+            if seq < last_first.get(prod, 0):
+                backwards.append((prod, last_first[prod], seq))
+            last_first[prod] = max(seq, last_first.get(prod, 0))
+    lost = [(prod, seq) for prod in c.expects
+            for seq in sorted(producers[prod].confirmed) if (prod, seq) not in seen]
+    # kind, offending items, and what broke in words (built only when found)
+    found: list[tuple[str, list[Any], Callable[[], str]]] = [
+        ("lost", lost, lambda: f"{len(lost)} confirmed message(s) never reached "
+                           f"{c.name} on {c.destination}, e.g. {_ids(lost)}"),
+        ("unexpected", unexpected, lambda: f"{c.name} received {len(unexpected)} "
+                                           f"message(s) that no producer sent, e.g. "
+                                           f"{_ids(unexpected)}"),
+        ("refused_delivered", refused, lambda: f"{c.name} received {len(refused)} "
+                                               "message(s) whose send the server had "
+                                               f"refused, e.g. {refused[0][0]}#"
+                                               f"{refused[0][1]} ({refused[0][2]})"),
+        ("duplicate", dups, lambda: f"{c.name} received {len(dups)} message(s) a second "
+                                    f"time without JMSRedelivered, e.g. {_ids(dups)}"),
+        ("order", backwards, lambda: f"{c.name} received {len(backwards)} first "
+                                     "delivery(ies) out of send order, e.g. "
+                                     f"{backwards[0][0]}#{backwards[0][2]} after "
+                                     f"{backwards[0][0]}#{backwards[0][1]}"),
+    ]
+    return [Violation(kind, c.name, len(items), items[:EXAMPLES], text())
+            for kind, items, text in found if items]
 
 
 def check_ownership(owners: list[Ownership],
