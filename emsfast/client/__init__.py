@@ -16,7 +16,7 @@ from emsfast.client.messages import (
 from emsfast.client.producer import Producer, SendFuture
 from emsfast.client.session import Session
 from emsfast.client.temporary import Requestor, TemporaryQueue, TemporaryTopic
-from emsfast.client.urls import ServerUrl, parse_url_list
+from emsfast.link.urls import ServerUrl, parse_url_list
 
 __all__ = [
     "BytesMessage",

@@ -22,8 +22,6 @@ from emsfast._core.framing import (
 )
 from emsfast._version import __version__
 from emsfast.client.failover import ExceptionListener, Failover
-from emsfast.client.protocol import ClientProtocol
-from emsfast.client.urls import ServerUrl, parse_url_groups
 from emsfast.consts import (
     FRAME_CONFIRM,
     FRAME_DELIVER,
@@ -46,6 +44,8 @@ from emsfast.errors import (
     VersionError,
     error_from_code,
 )
+from emsfast.link.protocol import ClientProtocol
+from emsfast.link.urls import ServerUrl, parse_url_groups
 from emsfast.tls import client_context, tls_hint
 
 if TYPE_CHECKING:

@@ -22,8 +22,6 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from emsfast.client.protocol import ClientProtocol
-from emsfast.client.urls import ServerUrl
 from emsfast.errors import (
     AuthError,
     ConnectionClosedError,
@@ -34,6 +32,8 @@ from emsfast.errors import (
     TransactionRolledBackError,
     VersionError,
 )
+from emsfast.link.protocol import ClientProtocol
+from emsfast.link.urls import ServerUrl
 
 if TYPE_CHECKING:
     from emsfast.client.connection import Connection

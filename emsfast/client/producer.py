@@ -19,8 +19,8 @@ from emsfast.consts import (
 from emsfast.errors import ConnectionClosedError, EmsfastError, InvalidError, LimitError
 
 if TYPE_CHECKING:
-    from emsfast.client.protocol import ClientProtocol
     from emsfast.client.session import Session
+    from emsfast.link.protocol import ClientProtocol
 
 __all__ = ["Producer", "SendFuture"]
 

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from emsfast._version import __version__
-from emsfast.client.protocol import ClientProtocol
-from emsfast.client.urls import ServerUrl
 from emsfast.consts import HELLO_MAGIC, PROTOCOL_VERSION
 from emsfast.errors import ConnectionClosedError, EmsfastError
 from emsfast.ft.digest import config_digest, describe, digest_differences
+from emsfast.link.protocol import ClientProtocol
+from emsfast.link.urls import ServerUrl
 from emsfast.log import log
 from emsfast.tls import tls_hint
 

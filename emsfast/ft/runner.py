@@ -13,7 +13,6 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from emsfast.client.urls import ServerUrl
 from emsfast.errors import EmsfastError, ProtocolError
 from emsfast.ft.digest import config_digest, describe, digest_differences
 from emsfast.ft.lock import FileStoreLock, InMemoryStoreLock, StoreLock
@@ -41,6 +40,7 @@ from emsfast.ft.machine import (
     TryLock,
 )
 from emsfast.ft.peer import PeerLink, peer_hello, store_mismatch
+from emsfast.link.urls import ServerUrl
 from emsfast.log import log
 from emsfast.server.tls import check_ft_tls, ft_client_context
 

@@ -22,8 +22,6 @@ from emsfast._core.framing import (
 )
 from emsfast._core.message import decode_message
 from emsfast.client.connection import Connection
-from emsfast.client.protocol import ClientProtocol
-from emsfast.client.urls import ServerUrl
 from emsfast.consts import (
     FRAME_ACK,
     FRAME_CREDIT,
@@ -44,6 +42,8 @@ from emsfast.errors import (
     ProtocolError,
     StandbyError,
 )
+from emsfast.link.protocol import ClientProtocol
+from emsfast.link.urls import ServerUrl
 
 
 class FakeTransport(asyncio.Transport):

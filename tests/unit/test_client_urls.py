@@ -2,8 +2,8 @@
 
 import pytest
 
-from emsfast.client.urls import ServerUrl, UnsupportedUrlError, parse_url_list
 from emsfast.errors import InvalidError
+from emsfast.link.urls import ServerUrl, UnsupportedUrlError, parse_url_list
 
 
 @pytest.mark.parametrize(
