@@ -19,8 +19,8 @@ import pytest
 pytest.importorskip("atheris", reason="atheris is installed on Linux only (pyproject.toml)")
 
 HERE = Path(__file__).resolve().parent
-# Inputs per harness: together these take about 20 s on a 2-core machine (the
-# config harness writes a file per input, the selector one compiles a parser).
+# Inputs per harness: together about 7 s on a 2-core machine, 15 s while it is
+# busy with another job (config writes a file per input, selector compiles one).
 RUNS = {"frames": 20_000, "messages": 20_000, "selector": 6_000, "config": 3_000}
 TIMEOUT = 60
 
