@@ -10,10 +10,12 @@ to lines that parse to the same entry.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -50,7 +52,9 @@ _INT64 = 2**63
 
 @functools.cache
 def _dir() -> str:
-    return tempfile.mkdtemp(prefix="emsfast-fuzz-config-")
+    path = tempfile.mkdtemp(prefix="emsfast-fuzz-config-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def check_numbers(obj: Any) -> None:
