@@ -27,22 +27,25 @@ TIMEOUT = 60
 
 @pytest.mark.parametrize("target", sorted(RUNS))
 def test_harness_runs_clean(target: str, tmp_path: Path) -> None:
-    work = tmp_path / "corpus"
+    work, artifacts = tmp_path / "corpus", tmp_path / "artifacts"
     work.mkdir()
+    artifacts.mkdir()
     cmd = [
         sys.executable, str(HERE / f"atheris_{target}.py"), str(work), str(HERE / "corpus" / target),
         f"-runs={RUNS[target]}", "-seed=1", "-timeout=10", "-rss_limit_mb=2048",
-        f"-artifact_prefix={tmp_path}/",
+        f"-artifact_prefix={artifacts}/",
     ]
     # A new session, so a timeout can kill the harness and anything it started.
+    # TMPDIR: libFuzzer exits without running atexit, so temp files stay in tmp_path.
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, cwd=tmp_path)
+                            start_new_session=True, cwd=tmp_path, env=env)
     try:
         out, _ = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         pytest.fail(f"atheris_{target}.py did not finish in {TIMEOUT}s:\n{out[-6000:]}")
-    crashes = sorted(p.name for p in tmp_path.iterdir() if p.name != "corpus")
+    crashes = sorted(p.name for p in artifacts.iterdir())  # crash-, timeout-, oom-...
     assert proc.returncode == 0 and not crashes, (
         f"atheris_{target}.py exited {proc.returncode}, artefacts {crashes}:\n{out[-6000:]}")
