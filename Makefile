@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 SOURCES := $(shell find emsfast csrc -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.c' -o -name '*.h') pyproject.toml setup.py
 
-.PHONY: run test install clean bench wheel sdist check-wheel
+.PHONY: run test install clean bench wheel sdist check-wheel fuzz
 
 run: $(STAMP)  ## start the broker on conf/standalone in the foreground
 	$(VENV)/bin/emsfastd -config conf/standalone/tibemsd.conf
@@ -45,6 +45,20 @@ wheel: $(TOOLS)  ## dist/emsfast-<version>-*-manylinux*.whl for this Python
 
 check-wheel: wheel  ## install the wheel in a fresh venv without a compiler; run it
 	scripts/check_wheel.sh
+
+# Each atheris harness in tests/fuzz/ for FUZZ_SECONDS (tests/fuzz/README.md).
+# New inputs go to build/fuzz/corpus/<target> (kept between runs); the committed
+# seeds in tests/fuzz/corpus/ are only read. Crashes land in build/fuzz/crashes/.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= frames messages selector config
+fuzz: $(STAMP)  ## fuzz each target for FUZZ_SECONDS (default 300); crashes in build/fuzz/crashes/
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/corpus/$$t build/fuzz/crashes/$$t; \
+		echo "fuzz $$t for $(FUZZ_SECONDS)s"; \
+		$(PY) tests/fuzz/atheris_$$t.py build/fuzz/corpus/$$t tests/fuzz/corpus/$$t \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+			-artifact_prefix=build/fuzz/crashes/$$t/ -print_final_stats=1 || exit 1; \
+	done
 
 bench: $(STAMP)  ## the foundation benchmark (bench/README.md)
 	$(PY) -m bench run

@@ -36,7 +36,9 @@ def check_body(body_type: int, body: bytes) -> None:
     n = len(body)
     try:
         # Every size the sender controls is capped by the bytes it actually sent.
-        value = msgpack.unpackb(body, raw=False, strict_map_key=False, max_str_len=n,
+        # strict_map_key as in the client's decode: a map key it cannot read
+        # (an int, a nil) would make the message unreadable to every consumer.
+        value = msgpack.unpackb(body, raw=False, strict_map_key=True, max_str_len=n,
                                 max_bin_len=n, max_array_len=n, max_map_len=n, max_ext_len=n)
     except Exception as exc:
         raise InvalidError(f"{what} body is not valid msgpack: {exc}") from exc

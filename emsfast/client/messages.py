@@ -356,7 +356,11 @@ def decode(blob: bytes, message_id: str | None = None, delivery_count: int = 1) 
     if jtype is not None:
         d["jms_type"] = jtype
     if body_type == BODY_TEXT:
-        d["text"] = body.decode("utf-8")
+        # The server passes blobs through unread, so any producer can send this.
+        try:
+            d["text"] = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FrameError(f"TextMessage body is not valid UTF-8: {exc}") from None
     else:
         msg._set_body(body)
     return msg

@@ -43,6 +43,8 @@ DEFAULT_PREFETCH: dict[str, int] = {
 # EMS bounds (EMS.md 5.4): a delay shorter than 15 s or longer than 8 h is refused.
 MIN_REDELIVERY_DELAY_MS = 15_000
 MAX_REDELIVERY_DELAY_MS = 8 * 3_600_000
+# A message's expiration is now + this, in an int64 of ms: leave room for now.
+MAX_EXPIRATION_MS = 2**62
 # Dynamic names come from clients; bound the memo so they cannot grow it forever.
 _CACHE_LIMIT = 10_000
 _JNDI_RE = re.compile(r"\[[^\]]*\]\s*")
@@ -155,6 +157,13 @@ def _redelivery_delay(text: str) -> int:
     return value
 
 
+def _expiration(text: str) -> int:
+    value = parse_time_ms(text)
+    if value > MAX_EXPIRATION_MS:
+        raise ValueError(f"expected at most {MAX_EXPIRATION_MS} ms, got {text!r}")
+    return value
+
+
 def _store_name(text: str) -> str:
     if not text.strip():
         raise ValueError("expected a store name")
@@ -176,7 +185,7 @@ _PROPS: dict[str, tuple[str, str, Callable[[str], object] | None]] = {
     "overflowpolicy": ("overflowPolicy", "overflow_policy", _overflow),
     "prefetch": ("prefetch", "prefetch", _prefetch),
     "maxredelivery": ("maxRedelivery", "max_redelivery", _max_redelivery),
-    "expiration": ("expiration", "expiration_ms", parse_time_ms),
+    "expiration": ("expiration", "expiration_ms", _expiration),
     "redeliverydelay": ("redeliveryDelay", "redelivery_delay_ms", _redelivery_delay),
     "flowcontrol": ("flowControl", "flow_control", parse_size),
 }

@@ -18,6 +18,9 @@ from emsfast.errors import ConfigError
 
 # EMS documents this limit for tibemsd.conf; longer lines are refused, not truncated.
 MAX_LINE_LENGTH = 256_000
+# Numbers from config files end up in C int64s (timers, msgpack replies, message
+# expirations), so larger ones are refused here rather than crashing at use.
+MAX_NUMBER = 2**63 - 1
 
 TRUE_WORDS = frozenset({"enable", "enabled", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"disable", "disabled", "false", "no", "off"})
@@ -172,11 +175,18 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected enabled or disabled, got {text!r}")
 
 
+def _bounded(digits: str, scale: int, text: str) -> int:
+    # Length first: int() refuses over 4300 digits with a message naming no key.
+    if len(digits.lstrip("0")) > 19 or int(digits) * scale > MAX_NUMBER:
+        raise ValueError(f"{_clip(text)!r} is too large; at most {MAX_NUMBER}")
+    return int(digits) * scale
+
+
 def parse_int(text: str, minimum: int = 0) -> int:
     t = text.strip()
     if re.fullmatch(r"-?[0-9]+", t) is None:
         raise ValueError(f"expected a whole number, got {text!r}")
-    value = int(t)
+    value = _bounded(t.lstrip("-"), 1, text) * (-1 if t.startswith("-") else 1)
     if value < minimum:
         raise ValueError(f"expected a number >= {minimum}, got {text!r}")
     return value
@@ -187,7 +197,7 @@ def parse_size(text: str) -> int:
     m = _SIZE_RE.fullmatch(text.strip())
     if m is None:
         raise ValueError(f"expected a size such as 10MB, got {text!r}")
-    return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    return _bounded(m.group(1), _SIZE_UNITS[m.group(2).lower()], text)
 
 
 def parse_time_ms(text: str) -> int:
@@ -196,15 +206,15 @@ def parse_time_ms(text: str) -> int:
     unit = m.group(2).lower() if m else None
     if m is None or unit not in _TIME_UNITS_MS:
         raise ValueError(f"expected a time such as 30sec or 10min, got {text!r}")
-    return int(m.group(1)) * _TIME_UNITS_MS[unit]
+    return _bounded(m.group(1), _TIME_UNITS_MS[unit], text)
 
 
 def parse_seconds(text: str) -> float:
     """A tibemsd.conf timeout: bare seconds, or any ``parse_time_ms`` unit."""
-    try:
-        return parse_time_ms(text) / 1000
-    except ValueError:
-        raise ValueError(f"expected seconds, got {text!r}") from None
+    m = _TIME_RE.fullmatch(text.strip())
+    if m is None or m.group(2).lower() not in _TIME_UNITS_MS:
+        raise ValueError(f"expected seconds, got {text!r}")
+    return parse_time_ms(text) / 1000
 
 
 def _clip(text: str, limit: int = 80) -> str:
