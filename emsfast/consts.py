@@ -11,6 +11,7 @@ HELLO_MAGIC = "EMSF"
 FRAME_HEADER_LEN = 8
 # A peer that has not logged in may send at most this much per frame: enough for
 # HELLO with a long password, small enough that a stranger cannot make us allocate.
+# Also the default of max_preauth_bytes, the server's budget for all bytes before login.
 PREAUTH_MAX_FRAME = 64 * 1024
 # Bytes a PUBLISH/DELIVER frame adds around the message blob, plus headroom for meta.
 FRAME_OVERHEAD = 64 * 1024
@@ -54,6 +55,12 @@ BODY_STREAM = 4
 # level 1): deep enough for real documents, shallow enough that decoding and
 # walking a hostile body stays cheap (DESIGN.md §7).
 MAX_NESTING_DEPTH = 32
+# Default max_selector_length: untrusted clients send selectors, capped before any
+# parsing work; long enough for an IN list of a few hundred short values.
+MAX_SELECTOR_LENGTH = 4096
+# Default max_client_pending_bytes: output a connection may leave unread before the
+# server closes it. Above a topic prefetch (64) of 1MB messages in flight at once.
+MAX_CLIENT_PENDING_BYTES = 64 * 1024 * 1024
 
 # JMS / EMS delivery modes (EMS.md 5.5).
 NON_PERSISTENT = 1

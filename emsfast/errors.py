@@ -71,6 +71,18 @@ class FrameError(ProtocolError, ValueError):
     """A frame could not be decoded (bad length, truncated, unknown type)."""
 
 
+class FrameSizeError(FrameError):
+    """A frame header claims more bytes than the decoder's limit allows.
+
+    ``size`` and ``limit`` let the server name the parameter behind the limit.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes exceeds limit of {limit}")
+        self.size = size
+        self.limit = limit
+
+
 class VersionError(ProtocolError):
     code = ErrorCode.VERSION
 

@@ -22,7 +22,7 @@ from emsfast._core.hton cimport (
 
 import msgpack
 
-from emsfast.errors import FrameError
+from emsfast.errors import FrameError, FrameSizeError
 
 include "consts.pxi"
 
@@ -144,7 +144,7 @@ cdef class FrameDecoder:
             raise FrameError(
                 f"{_name(ftype)} frame has reserved field 0x{reserved:04x}, must be 0")
         if size > self._max_frame:
-            raise FrameError(f"frame of {size} bytes exceeds limit of {self._max_frame}")
+            raise FrameSizeError(size, self._max_frame)
         if flags & ~_FLAG_MASK[ftype]:
             raise FrameError(f"{_name(ftype)} frame has unknown flags 0x{flags:02x}")
         if size < <uint32_t>fixed:

@@ -26,9 +26,10 @@ class QueueBrowser:
             raise InvalidError(f"browsers are for queues, got {queue!r}")
         if batch < 1:
             raise InvalidError(f"batch must be at least 1, got {batch}")
-        if selector is not None:
-            compile_selector(selector)      # a bad selector fails here, not later
         conn = session.connection
+        if selector is not None:
+            # A bad selector fails here, not later.
+            compile_selector(selector, conn.max_selector_length)
         self.session = session
         self.connection = conn
         self.queue = queue

@@ -240,6 +240,7 @@ class Connection:
         self.server_name: str = str(welcome.get("server", ""))
         self.conn_id: Any = welcome.get("conn_id")
         self.max_msg_size: int = welcome["max_msg_size"]
+        self.max_selector_length: int = welcome["max_selector_length"]
         self.client_id = client_id
         self._ids = itertools.count(1)
         self._rids = itertools.count(1)
@@ -372,6 +373,7 @@ class Connection:
         self.server_name = str(welcome.get("server", ""))
         self.conn_id = welcome.get("conn_id")
         self.max_msg_size = welcome["max_msg_size"]
+        self.max_selector_length = welcome["max_selector_length"]
 
     def replay(self, fut: asyncio.Future[dict[str, Any]], op: str,
                fields: dict[str, Any]) -> None:

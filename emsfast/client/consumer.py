@@ -26,8 +26,9 @@ class Consumer:
                  selector: str | None, durable: str | None, nolocal: bool, *,
                  shared: bool = False, subscription: str | None = None) -> None:
         # Compiled here only to reject a bad selector at once; the server filters.
-        compiled = compile_selector(selector) if selector is not None else None
         conn = session.connection
+        compiled = (compile_selector(selector, conn.max_selector_length)
+                    if selector is not None else None)
         self.session = session
         self.connection = conn
         self.id = cid

@@ -25,7 +25,12 @@ from emsfast.config.syntax import (
     split_list,
 )
 from emsfast.config.urls import ListenURL, parse_url, parse_url_list
-from emsfast.consts import MAX_MSG_SIZE_CEILING
+from emsfast.consts import (
+    MAX_CLIENT_PENDING_BYTES,
+    MAX_MSG_SIZE_CEILING,
+    MAX_SELECTOR_LENGTH,
+    PREAUTH_MAX_FRAME,
+)
 from emsfast.errors import ConfigError
 
 COMMAND_LINE = "command line"  # the ``source`` file name of an override
@@ -34,6 +39,9 @@ STARTUP_ABORT_ITEMS = frozenset({"CONFIG_FILES", "CONFIG_ERRORS", "DB_FILES", "S
 NPSEND_CHECK_MODES = frozenset({"", "default", "always", "never", "temp_dest", "auth", "temp_auth"})
 # EMS refuses less message memory than this (EMS.md 3.3); 0 means no limit.
 MIN_MSG_MEMORY = 8 * 1024 * 1024
+# A HELLO with a long password or a STOMP CONNECT with its headers fits in 1KB;
+# a smaller max_preauth_bytes would lock every client out.
+MIN_PREAUTH_BYTES = 1024
 
 # Parameter -> file name used when tibemsd.conf does not set it (beside tibemsd.conf).
 FILE_PARAMS: dict[str, str] = {
@@ -162,6 +170,13 @@ def _max_msg_size(value: str) -> int:
     return size
 
 
+def _max_preauth_bytes(value: str) -> int:
+    size = parse_size(value)
+    if size < MIN_PREAUTH_BYTES:
+        raise ValueError(f"expected at least 1KB (a login must fit), got {value!r}")
+    return size
+
+
 def _max_msg_memory(value: str) -> int:
     size = parse_size(value)
     if 0 < size < MIN_MSG_MEMORY:
@@ -186,6 +201,9 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "max_connections": _nonneg_int,
     "max_msg_size": _max_msg_size,
     "max_msg_memory": _max_msg_memory,
+    "max_preauth_bytes": _max_preauth_bytes,
+    "max_selector_length": _nonneg_int,
+    "max_client_pending_bytes": parse_size,
     "ft_active": _ft_active,
     "ft_heartbeat": parse_seconds,
     "ft_activation": parse_seconds,
@@ -254,6 +272,10 @@ class TibemsdConfig:
     max_connections: int = 0
     max_msg_size: int = 0
     max_msg_memory: int = 0
+    # emsfast extensions (docs/operations.md, "Limits against abuse").
+    max_preauth_bytes: int = PREAUTH_MAX_FRAME
+    max_selector_length: int = MAX_SELECTOR_LENGTH
+    max_client_pending_bytes: int = MAX_CLIENT_PENDING_BYTES
     ft_active: str = ""
     ft_heartbeat: float = 3
     ft_activation: float = 10

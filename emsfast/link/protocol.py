@@ -19,6 +19,7 @@ from emsfast.consts import (
     FRAME_REFUSED,
     FRAME_WELCOME,
     MAX_MSG_SIZE_CEILING,
+    MAX_SELECTOR_LENGTH,
     PREAUTH_MAX_FRAME,
 )
 from emsfast.errors import (
@@ -126,6 +127,12 @@ class ClientProtocol(asyncio.Protocol):
                 self.abort(ProtocolError(f"WELCOME has a bad max_msg_size {max_msg!r}"))
                 return
             info["max_msg_size"] = max_msg
+            # Servers before max_selector_length had the fixed default.
+            max_sel = info.get("max_selector_length", MAX_SELECTOR_LENGTH)
+            if not isinstance(max_sel, int) or max_sel < 0:
+                self.abort(ProtocolError(f"WELCOME has a bad max_selector_length {max_sel!r}"))
+                return
+            info["max_selector_length"] = max_sel
             self._decoder.max_frame = max_msg + FRAME_OVERHEAD
             if not self.welcome.done():
                 self.welcome.set_result(info)

@@ -3,13 +3,15 @@
 The server compiles a consumer's selector when it subscribes and calls
 ``Selector.matches`` for each message; the client compiles too, so a bad
 selector fails at ``createConsumer`` rather than on the server.  Imports only
-the stdlib and ``emsfast.errors`` so it works without the native core.
+the stdlib, ``emsfast.consts`` and ``emsfast.errors`` so it works without the
+native core.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from emsfast.consts import MAX_SELECTOR_LENGTH
 from emsfast.errors import SelectorError
 from emsfast.selector._ast import Node, identifiers
 from emsfast.selector._compiler import Getter, compile_tree
@@ -24,9 +26,6 @@ __all__ = [
     "SelectorError",
     "compile_selector",
 ]
-
-# Untrusted clients send selectors; cap them before any parsing work.
-MAX_SELECTOR_LENGTH = 4096
 
 # Header fields a selector may name; the getter maps them (JMSDeliveryMode as
 # 'PERSISTENT' / 'NON_PERSISTENT').  If ``identifiers`` holds only these the
@@ -75,12 +74,14 @@ class Selector:
 def compile_selector(text: str | None, max_length: int = MAX_SELECTOR_LENGTH) -> Selector | None:
     """Compile ``text``; None, empty or blank selects every message (None).
 
+    ``max_length`` is the server's ``max_selector_length`` (0 = no limit).
     Raises SelectorError naming the problem and its position.
     """
     if text is None or not text.strip(" \t\f\r\n"):  # JMS whitespace only
         return None
-    if len(text) > max_length:
+    if max_length and len(text) > max_length:
         raise SelectorError(
-            f"selector {quote(text)}: {len(text)} characters exceeds the maximum of {max_length}"
+            f"selector {quote(text)}: {len(text)} characters exceed "
+            f"max_selector_length ({max_length})"
         )
     return Selector(text, parse(text))

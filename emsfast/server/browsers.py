@@ -43,8 +43,6 @@ def _u32(req: dict[str, Any], key: str) -> int:
 
 
 def browser_create(conn: ClientConnection, req: dict[str, Any]) -> Result:
-    from emsfast.selector import compile_selector
-
     bid = _u32(req, "browser")
     name = req.get("dest")
     if not isinstance(name, str) or not name:
@@ -54,7 +52,7 @@ def browser_create(conn: ClientConnection, req: dict[str, Any]) -> Result:
     text = req.get("selector")
     if text is not None and not isinstance(text, str):
         raise InvalidError(f"'selector' must be a string, got {text!r}")
-    selector = compile_selector(text) if text else None
+    selector = conn.compile_selector(text) if text else None
     conn.server.authz.check_browser(conn, name)
     holder = conn.broker.queue(name)
     server = conn.broker.server_name

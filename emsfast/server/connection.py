@@ -8,6 +8,7 @@ one encoder and written once per event-loop turn.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,6 @@ from emsfast.consts import (
     FRAME_REQUEST,
     FRAME_WELCOME,
     HELLO_MAGIC,
-    PREAUTH_MAX_FRAME,
     PROTOCOL_VERSION,
     PUBLISH_CONFIRM,
     RELIABLE,
@@ -45,6 +45,7 @@ from emsfast.errors import (
     EmsfastError,
     ErrorCode,
     FrameError,
+    FrameSizeError,
     InUseError,
     InvalidError,
     LimitError,
@@ -62,14 +63,23 @@ from emsfast.server.session import Consumer, Producer, Session
 from emsfast.server.tls import peer_common_name, use_cert_username
 
 if TYPE_CHECKING:
+    from emsfast.selector import Selector
     from emsfast.server.server import Server
 
 _STATE_HELLO, _STATE_OPEN, _STATE_CLOSED, _STATE_AUTH = range(4)
+# A closed connection whose client does not read what is still queued (the final
+# ERROR among it) is cut after this long, so it cannot hold its memory and its
+# unacknowledged messages forever.
+DRAIN_GRACE = 5.0
+# Deliveries are written to the transport once this much is encoded, so a large
+# prefetch meets the transport's flow control (pause_writing) within one dispatch
+# instead of encoding a whole backlog first.
+WRITE_AT = 256 * 1024
 
 
 def _is_tls(data: bytes) -> bool:
     # A TLS handshake record (type 22, version 3.1-3.4) read as a frame header is a
-    # size above PREAUTH_MAX_FRAME: never the start of a valid emsfast HELLO.
+    # size above any max_preauth_bytes: never the start of a valid emsfast HELLO.
     return len(data) >= 3 and data[0] == 0x16 and data[1] == 0x03 and 1 <= data[2] <= 4
 
 
@@ -82,9 +92,15 @@ class ClientConnection(asyncio.Protocol):
         self.conn_id = server.next_connection_id()
         self.transport: asyncio.Transport | None = None
         self.state = _STATE_HELLO
-        self.decoder = FrameDecoder(PREAUTH_MAX_FRAME)
+        self.decoder = FrameDecoder(server.config.max_preauth_bytes)
         self.enc = FrameEncoder()
         self.paused = False
+        self._preauth_bytes = 0         # received before login (max_preauth_bytes)
+        # Output the encoder may hold before the unsent total is measured against
+        # max_client_pending_bytes; recomputed after every write to the transport.
+        self._room = server.config.max_client_pending_bytes or sys.maxsize
+        self._drain_timer: asyncio.TimerHandle | None = None
+        self._limits_logged: set[str] = set()
         self.user = "anonymous"
         self.host = "?"
         self.client_id: str | None = None
@@ -125,24 +141,55 @@ class ClientConnection(asyncio.Protocol):
             return
         self.server.connections[self.conn_id] = self
         self._handshake_timer = self.loop.call_later(
-            self.server.config.handshake_timeout or 3, self._handshake_expired)
+            self._handshake_seconds(), self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
         if self.state == _STATE_CLOSED:
             return
         self.rx = True
-        if self.state == _STATE_HELLO and not self.decoder.buffered and _is_tls(data):
-            log.warning(f"[{self.host}]: connect failed: TLS handshake on a plain tcp:// "
-                        "listener (the client used an ssl:// URL?); connection closed")
-            # Plain bytes make the client's TLS layer fail at once, not time out.
-            self._refuse(ErrorCode.PROTOCOL, "this is a tcp:// listener, not ssl://")
-            return
+        if self.state == _STATE_HELLO:
+            if not self.decoder.buffered and _is_tls(data):
+                log.warning(f"[{self.host}]: connect failed: TLS handshake on a plain tcp:// "
+                            "listener (the client used an ssl:// URL?); connection closed")
+                # Plain bytes make the client's TLS layer fail at once, not time out.
+                self._refuse(ErrorCode.PROTOCOL, "this is a tcp:// listener, not ssl://")
+                return
+            self._preauth_bytes += len(data)
+            budget = self.server.config.max_preauth_bytes
+            if self._preauth_bytes > budget:
+                self._preauth_refusal(f"{self._preauth_bytes} bytes sent before login "
+                                      f"exceed max_preauth_bytes ({budget})")
+                return
         try:
             self._frames(self.decoder.feed(data))
+        except FrameSizeError as exc:
+            self._frame_too_large(exc)
+            return
         except ProtocolError as exc:
             self.protocol_error(str(exc))
             return
         self._schedule_flush()
+
+    def _preauth_refusal(self, text: str) -> None:
+        log.warning(f"[{self.host}]: connect failed: {text}; connection closed")
+        self._refuse(ErrorCode.LIMIT, text)
+
+    def _frame_too_large(self, exc: FrameSizeError) -> None:
+        if self.state != _STATE_OPEN:
+            self._preauth_refusal(f"frame of {exc.size} bytes sent before login exceeds "
+                                  f"max_preauth_bytes ({exc.limit})")
+            return
+        text = (f"frame of {exc.size} bytes exceeds max_msg_size "
+                f"({self.server.max_msg_size}) plus {FRAME_OVERHEAD} bytes of framing")
+        log.warning(f"[{self.user}@{self.host}]: connection closed: {text}")
+        self._fatal(ErrorCode.LIMIT, text)
+
+    def limit_hit(self, limit: str, text: str) -> None:
+        """Log a refused request or message (trace item LIMITS): once per limit and
+        connection, so a client repeating the offence cannot flood the log."""
+        if limit not in self._limits_logged and "LIMITS" in self.server.tracer:
+            self._limits_logged.add(limit)
+            log.warning(f"[{self.user}@{self.host}]: {text}")
 
     def _frames(self, frames: list[tuple[int, int, bytes]]) -> None:
         for i, (ftype, flags, body) in enumerate(frames):
@@ -174,11 +221,21 @@ class ClientConnection(asyncio.Protocol):
                 log.warning(f"[{self.user}@{self.host}]: {exc}")
         return None
 
+    def _may_read(self) -> bool:
+        """Whether reading may resume (not during a login, not once closed)."""
+        return self.state in (_STATE_HELLO, _STATE_OPEN)
+
     def pause_writing(self) -> None:
         self.paused = True
+        # Stop reading a client that does not read: otherwise each request it sends
+        # adds a reply, a confirm or a CREDIT-driven delivery to what we buffer.
+        if self.transport is not None and self._may_read():
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.paused = False
+        if self.transport is not None and self._may_read():
+            self.transport.resume_reading()
         for holder in {c.holder for c in self.consumers.values()}:
             holder.dispatch()
         self._schedule_flush()
@@ -188,6 +245,8 @@ class ClientConnection(asyncio.Protocol):
         self.state = _STATE_CLOSED
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
         if self._peer_beat is not None:
             self._peer_beat.cancel()
         if self.ft_peer and was_open:
@@ -210,6 +269,8 @@ class ClientConnection(asyncio.Protocol):
     # -- output ----------------------------------------------------------------
 
     def _schedule_flush(self) -> None:
+        if len(self.enc) > self._room:
+            self._check_unsent()
         if not self._flush_pending and (len(self.enc) or self._confirms):
             self._flush_pending = True
             self.loop.call_soon(self._flush)
@@ -222,6 +283,71 @@ class ClientConnection(asyncio.Protocol):
             self._confirms.clear()
         if self.transport is not None and len(self.enc):
             self.transport.write(self.enc.take())
+            self._check_unsent()
+
+    # -- max_client_pending_bytes ---------------------------------------------
+
+    def _queued(self) -> int:
+        """Output encoded and not yet handed to the transport."""
+        return len(self.enc)
+
+    def _check_unsent(self) -> None:
+        """Close the connection if what it has not read exceeds max_client_pending_bytes;
+        else recompute how much more the encoder may take before the next check."""
+        limit = self.server.config.max_client_pending_bytes
+        if not limit:
+            self._room = sys.maxsize
+            return
+        transport = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        unsent = buffered + self._queued()
+        if unsent > limit and not self._closed():
+            self._overflow(f"{unsent} bytes queued for this client and not read by it "
+                           f"exceed max_client_pending_bytes ({limit})")
+            return
+        self._room = limit - buffered
+
+    def backlog_overflow(self, holder: Holder) -> None:
+        """A non-durable subscription of this client holds more than
+        max_client_pending_bytes: the client does not keep up with its topic."""
+        if not self._closed():
+            self._overflow(
+                f"{holder.bytes} bytes of messages wait for this client's subscription to "
+                f"'{holder.name}', over max_client_pending_bytes "
+                f"({self.server.config.max_client_pending_bytes})")
+
+    def _closed(self) -> bool:
+        return self.state == _STATE_CLOSED
+
+    def _overflow(self, text: str) -> None:
+        log.warning(f"[{self.user}@{self.host}]: connection closed: {text}")
+        self.paused = True      # its consumers get nothing more
+        self._drop_output()
+        self._fatal(ErrorCode.LIMIT, text)
+        # Give its messages back now, not when the unread socket finally goes: a
+        # non-durable subscription would go on filling until then. Next turn, as
+        # this may run inside a holder's dispatch loop.
+        self.loop.call_soon(self._release)
+
+    def _release(self) -> None:
+        for session in list(self.sessions.values()):
+            ops.close_session(self, session)
+
+    def _drop_output(self) -> None:
+        self.enc.take()         # never given to the kernel; unacked deliveries come back
+        self._confirms.clear()
+
+    def _fatal(self, code: ErrorCode, text: str) -> None:
+        """Send a connection-level ERROR and close."""
+        self.enc.control(FRAME_ERROR, {"rid": None, "code": int(code), "text": text})
+        self.close()
+
+    def _close_transport(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        transport.close()
+        if transport.get_write_buffer_size():
+            self._drain_timer = self.loop.call_later(DRAIN_GRACE, transport.abort)
 
     def reply(self, rid: Any, result: dict[str, Any] | None = None) -> None:
         obj: dict[str, Any] = {"rid": rid}
@@ -245,7 +371,7 @@ class ClientConnection(asyncio.Protocol):
         self.state = _STATE_CLOSED
         if self.transport is not None:
             self._flush()
-            self.transport.close()
+            self._close_transport()
 
     def abort(self) -> None:
         """Drop the link at once, unflushed: nothing queued for it is sent."""
@@ -257,14 +383,16 @@ class ClientConnection(asyncio.Protocol):
 
     def protocol_error(self, text: str) -> None:
         log.warning(f"[{self.user}@{self.host}]: protocol error: {text}; connection closed")
-        self.enc.control(FRAME_ERROR, {"rid": None, "code": int(ErrorCode.PROTOCOL),
-                                       "text": f"protocol error: {text}"})
-        self.close()
+        self._fatal(ErrorCode.PROTOCOL, f"protocol error: {text}")
 
     def _handshake_expired(self) -> None:
         if self.state == _STATE_HELLO:
-            log.warning(f"[{self.host}]: connect failed: no login within handshake_timeout")
-            self._refuse(ErrorCode.PROTOCOL, "no HELLO within handshake_timeout")
+            text = f"no login within handshake_timeout ({self._handshake_seconds():g} s)"
+            log.warning(f"[{self.host}]: connect failed: {text}; connection closed")
+            self._refuse(ErrorCode.PROTOCOL, text)
+
+    def _handshake_seconds(self) -> float:
+        return self.server.config.handshake_timeout or 3
 
     # -- handshake -------------------------------------------------------------
 
@@ -334,7 +462,7 @@ class ClientConnection(asyncio.Protocol):
             except ProtocolError as exc:
                 self.protocol_error(str(exc))
                 return
-            if self.transport is not None and self.state == _STATE_OPEN:
+            if self.transport is not None and self.state == _STATE_OPEN and not self.paused:
                 self.transport.resume_reading()
             self._schedule_flush()
 
@@ -379,6 +507,7 @@ class ClientConnection(asyncio.Protocol):
         self.enc.control(FRAME_WELCOME, {
             "proto": PROTOCOL_VERSION, "server": self.server.name, "conn_id": self.conn_id,
             "max_msg_size": self.server.max_msg_size, "ft_state": self.server.ft_state,
+            "max_selector_length": self.server.config.max_selector_length,
             **(peer_welcome(self.server.config, hello, self.host) if self.ft_peer
                else welcome_fields(self.server)),
         })
@@ -451,9 +580,10 @@ class ClientConnection(asyncio.Protocol):
                            f"producer {pid} does not exist (its creation failed or it was closed)")
             return
         if msg.size > self.server.max_msg_size:
-            self.send_fail(pid, seq, msg.delivery_mode, ErrorCode.LIMIT,
-                           f"message of {msg.size} bytes exceeds max_msg_size of "
-                           f"{self.server.max_msg_size} bytes")
+            text = (f"message of {msg.size} bytes exceeds max_msg_size "
+                    f"({self.server.max_msg_size})")
+            self.limit_hit("max_msg_size", f"message refused: {text}")
+            self.send_fail(pid, seq, msg.delivery_mode, ErrorCode.LIMIT, text)
             return
         body_type = msg.blob[0]     # the blob's first byte (protocol.md §5)
         if body_type >= BODY_MAP:
@@ -462,6 +592,7 @@ class ClientConnection(asyncio.Protocol):
             try:
                 check_body(body_type, decode_message(msg.blob)[7])
             except (InvalidError, FrameError) as exc:
+                self.limit_hit("body", f"message refused: {exc}")
                 self.send_fail(pid, seq, msg.delivery_mode, ErrorCode.INVALID, str(exc))
                 return
         if confirm and self.token_key is not None:
@@ -578,6 +709,10 @@ class ClientConnection(asyncio.Protocol):
         tag = self._next_tag
         self._next_tag = tag + 1
         session = consumer.session
+        if self.state == _STATE_CLOSED:
+            # Closed inside the holder's dispatch loop: connection_lost returns it.
+            session.unacked[tag] = Delivery(consumer, holder, msg, count)
+            return
         if session.no_ack:
             holder.acked(msg)
             if msg.persistent:
@@ -588,6 +723,10 @@ class ClientConnection(asyncio.Protocol):
                 # Marked delivered, so a restart redelivers it with JMSRedelivered.
                 self.store.mark_delivered(holder.key, msg.id)
         self.enc.deliver(consumer.id, count, tag, msg.id, msg.blob)
+        queued = len(self.enc)
+        if queued > WRITE_AT or queued > self._room:
+            self._flush()       # and measures against max_client_pending_bytes
+            return
         if not self._flush_pending:
             self._flush_pending = True
             self.loop.call_soon(self._flush)
@@ -651,6 +790,17 @@ class ClientConnection(asyncio.Protocol):
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)
+
+    def compile_selector(self, text: str | None) -> Selector | None:
+        """A selector this client sent, held to max_selector_length."""
+        from emsfast.selector import compile_selector
+
+        limit = self.server.config.max_selector_length
+        if limit and text is not None and len(text) > limit:
+            self.limit_hit("max_selector_length",
+                           f"selector refused: {len(text)} characters exceed "
+                           f"max_selector_length ({limit})")
+        return compile_selector(text, limit)
 
     def durable_key(self, name: str) -> str:
         return f"{self.client_id}:{name}" if self.client_id else name

@@ -33,6 +33,8 @@ class ConsumerLike(Protocol):
 
     def deliver(self, holder: Holder, msg: ServerMessage, count: int) -> None: ...
 
+    def backlog_overflow(self, holder: Holder) -> None: ...
+
 
 class HolderOwner(Protocol):
     """What a holder needs from the broker: the store and the server's name."""
@@ -245,6 +247,8 @@ class Holder:
                 self.delivered_total += 1
                 c.deliver(self, msg, count)
                 take -= 1
+                if not c.writable:
+                    break   # its connection stopped writing: keep the rest here
         self._rr = rr
 
     def _dispatch_selective(self) -> None:
@@ -306,6 +310,10 @@ class Subscription(Holder):
     """
 
     kind = "subscription"
+    # max_client_pending_bytes for a non-durable, unshared subscription: its messages
+    # exist only for one connection, so a client that does not read them must not
+    # make them pile up without bound (0 = off; durables have maxbytes).
+    backlog_limit = 0
 
     def __init__(self, owner: HolderOwner, key: str, topic_pattern: str,
                  props: DestinationProps, selector: Selector | None, nolocal_conn: int,
@@ -317,6 +325,11 @@ class Subscription(Holder):
         self.durable = durable
         self.shared = False                 # JMS 2.0: several consumers, each message to one
         self.shared_key: str | None = None  # name of a shared non-durable subscription
+
+    def enqueue(self, msg: ServerMessage) -> None:
+        super().enqueue(msg)
+        if self.backlog_limit and self.bytes > self.backlog_limit and self.consumers:
+            self.consumers[0].backlog_overflow(self)
 
     def accepts(self, msg: ServerMessage, server: str) -> bool:
         if self.nolocal_conn and msg.origin == self.nolocal_conn:

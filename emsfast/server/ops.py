@@ -207,8 +207,6 @@ def producer_close(conn: ClientConnection, req: dict[str, Any]) -> Result:
 # -- consumers ------------------------------------------------------------------
 
 def consumer_create(conn: ClientConnection, req: dict[str, Any]) -> Result:
-    from emsfast.selector import compile_selector
-
     session = _session(conn, req)
     cid = _u32(req, "consumer")
     kind = _dest_type(req)
@@ -217,7 +215,7 @@ def consumer_create(conn: ClientConnection, req: dict[str, Any]) -> Result:
     if cid in conn.consumers:
         raise InvalidError(f"consumer {cid} already exists")
     selector_text = _str(req, "selector", required=False)
-    selector = compile_selector(selector_text) if selector_text else None
+    selector = conn.compile_selector(selector_text) if selector_text else None
     durable = _str(req, "durable", required=False)
     nolocal = bool(req.get("nolocal", False))
     shared = bool(req.get("shared", False))
@@ -245,6 +243,8 @@ def consumer_create(conn: ClientConnection, req: dict[str, Any]) -> Result:
             client_id=conn.client_id, durable_name=durable, selector_text=selector_text,
             nolocal=nolocal, shared=shared, shared_key=shared_key)
         default_prefetch = DEFAULT_TOPIC_PREFETCH
+        if isinstance(holder, Subscription) and holder.durable is None and not shared:
+            holder.backlog_limit = conn.server.config.max_client_pending_bytes
     prefetch = holder.props.prefetch or default_prefetch
     if prefetch < 0:        # prefetch=none: one at a time (fetch on receive)
         prefetch = 1

@@ -69,3 +69,6 @@ class Consumer:
     def deliver(self, holder: Holder, msg: ServerMessage, count: int) -> None:
         self.credit -= 1
         self.conn.deliver(self, holder, msg, count)
+
+    def backlog_overflow(self, holder: Holder) -> None:
+        self.conn.backlog_overflow(holder)

@@ -22,10 +22,10 @@ from emsfast.consts import (
     ACK_NONE,
     ACK_TRANSACTED,
 )
-from emsfast.errors import AuthError, EmsfastError, InvalidError
+from emsfast.errors import AuthError, EmsfastError, ErrorCode, InvalidError
 from emsfast.log import log
 from emsfast.server import ops
-from emsfast.server.connection import ClientConnection
+from emsfast.server.connection import WRITE_AT, ClientConnection
 from emsfast.server.holders import Holder
 from emsfast.server.messages import ServerMessage
 from emsfast.server.session import Consumer, Producer, Session
@@ -57,7 +57,10 @@ class _Sub:
 class StompConnection(ClientConnection):
     def __init__(self, server: Server) -> None:
         super().__init__(server)
-        self.parser = StompParser(server.max_msg_size)
+        # Before CONNECT is accepted a frame is bounded by the pre-login budget.
+        self.parser = StompParser(min(server.config.max_preauth_bytes, server.max_msg_size),
+                                  "max_preauth_bytes")
+        self._shut = False
         self.out = bytearray()
         self.connected = False
         self.subs: dict[str, _Sub] = {}
@@ -90,16 +93,24 @@ class StompConnection(ClientConnection):
             return
         server.stomp_connections.add(self)
         self._handshake_timer = self.loop.call_later(
-            self.server.config.handshake_timeout or 3, self._handshake_expired)
+            self._handshake_seconds(), self._handshake_expired)
 
     def _handshake_expired(self) -> None:
         if not self.connected:
-            self.stomp_error("no CONNECT frame within handshake_timeout")
+            self.stomp_error("no CONNECT frame within handshake_timeout "
+                             f"({self._handshake_seconds():g} s)")
 
     def data_received(self, data: bytes) -> None:
         if self.transport is None or self.closing:
             return
         self._last_read = self.loop.time()
+        if not self.connected and not self._logging_in:
+            self._preauth_bytes += len(data)
+            budget = self.server.config.max_preauth_bytes
+            if self._preauth_bytes > budget:
+                self.stomp_error(f"{self._preauth_bytes} bytes sent before login exceed "
+                                 f"max_preauth_bytes ({budget})")
+                return
         parser = self.parser
         self._stomp_frames(parser.feed(data))
         if parser.error is not None and not self.closing:
@@ -138,17 +149,42 @@ class StompConnection(ClientConnection):
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
+        if len(self.out) > self._room:
+            self._check_unsent()
         if not self._flush_pending and (self.out or self._auto):
             self._flush_pending = True
             self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_pending = False
+        self._write_out()
+        if not self.paused:
+            self._refill()
+
+    def _write_out(self) -> None:
         if self.transport is not None and self.out:
             self.transport.write(bytes(self.out))
             self.out.clear()
-        if not self.paused:
-            self._refill()
+            self._check_unsent()
+
+    # -- max_client_pending_bytes, reading -----------------------------------
+
+    def _queued(self) -> int:
+        return len(self.out)
+
+    def _closed(self) -> bool:
+        return self._shut or self.closing
+
+    def _drop_output(self) -> None:
+        self.out.clear()
+
+    def _fatal(self, code: ErrorCode, text: str) -> None:
+        self.write("ERROR", {"message": text[:200], "content-type": "text/plain"},
+                   text.encode())
+        self.close()
+
+    def _may_read(self) -> bool:
+        return not self._logging_in and not self.closing
 
     def _refill(self) -> None:
         # Auto-ack subscriptions get a prefetch worth per loop turn while the
@@ -160,13 +196,16 @@ class StompConnection(ClientConnection):
 
     def resume_writing(self) -> None:
         self.paused = False
+        if self.transport is not None and self._may_read():
+            self.transport.resume_reading()
         self._refill()
         self._schedule_flush()
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self._shut = True
             self._flush()
-            self.transport.close()
+            self._close_transport()
 
     def stomp_error(self, text: str, receipt: str | None = None) -> None:
         headers = {"message": text[:200], "content-type": "text/plain"}
@@ -237,7 +276,7 @@ class StompConnection(ClientConnection):
                 return
             waiting, self._waiting = self._waiting, []
             self._stomp_frames(waiting)
-            if self.transport is not None and not self.closing:
+            if self.transport is not None and not self.closing and not self.paused:
                 self.transport.resume_reading()
 
         task = asyncio.ensure_future(check())
@@ -253,6 +292,8 @@ class StompConnection(ClientConnection):
         send_ms = max(cy, MIN_HEARTBEAT_MS) if cy > 0 else 0
         recv_ms = max(cx, MIN_HEARTBEAT_MS) if cx > 0 else 0
         self.connected = True
+        self.parser.max_body = self.server.max_msg_size
+        self.parser.limit_name = "max_msg_size"
         self.write("CONNECTED", {"version": "1.2", "server": f"emsfast/{self.server.name}",
                                  "session": str(self.conn_id),
                                  "heart-beat": f"{send_ms},{recv_ms}"})
@@ -391,6 +432,10 @@ class StompConnection(ClientConnection):
         tag = self._next_tag
         self._next_tag = tag + 1
         session = consumer.session
+        if self.closing:
+            # Closed inside the holder's dispatch loop: connection_lost returns it.
+            session.unacked[tag] = Delivery(consumer, holder, msg, count)
+            return
         sub = self._sub_of.get(consumer.id)
         headers, body = message_headers(msg, count, self.server.name)
         if sub is not None:
@@ -404,6 +449,8 @@ class StompConnection(ClientConnection):
             session.unacked[tag] = Delivery(consumer, holder, msg, count)
             headers["ack"] = f"{session.id}.{tag}"
         self.out += encode_frame("MESSAGE", headers, body)
+        if len(self.out) > WRITE_AT or len(self.out) > self._room:
+            self._write_out()       # meets pause_writing within one dispatch (WRITE_AT)
         self._schedule_flush()
 
     def _take(self, frame: Frame) -> tuple[_Sub, list[Delivery]]:

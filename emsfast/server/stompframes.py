@@ -62,10 +62,12 @@ def escape(text: str) -> str:
 
 
 class StompParser:
-    """Feed bytes, get frames. ``max_body`` is the message size limit."""
+    """Feed bytes, get frames. ``max_body`` is the body size limit, named in errors
+    as ``limit_name`` (the parameter it comes from)."""
 
-    def __init__(self, max_body: int) -> None:
+    def __init__(self, max_body: int, limit_name: str = "max_msg_size") -> None:
         self.max_body = max_body
+        self.limit_name = limit_name
         self._buf = bytearray()
         self._head: Frame | None = None     # parsed head waiting for its body
         self._length = -1                   # content-length of that body, -1 = to NUL
@@ -141,7 +143,8 @@ class StompParser:
                 raise FrameError(f"bad content-length {text_len[:20]!r}")
             length = int(text_len)
             if length > self.max_body:
-                raise FrameError(f"body of {length} bytes exceeds max_msg_size")
+                raise FrameError(f"body of {length} bytes exceeds "
+                                 f"{self.limit_name} ({self.max_body})")
         self._head, self._length = Frame(command, headers), length
         return True
 
@@ -160,7 +163,7 @@ class StompParser:
             nul = buf.find(b"\0")
             if nul == -1:
                 if len(buf) > self.max_body:
-                    raise FrameError("body exceeds max_msg_size")
+                    raise FrameError(f"body exceeds {self.limit_name} ({self.max_body})")
                 return None
             body = bytes(buf[:nul])
             del buf[:nul + 1]

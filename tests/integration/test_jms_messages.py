@@ -53,6 +53,8 @@ async def test_too_deep_is_refused_by_client_and_server(server, uniq):
         # A client without the check: the server refuses it, to that producer only.
         with pytest.raises(InvalidError, match="deeper than the limit of 32"):
             await producer.send(UncheckedMap(too_deep))
+        server.wait_for_line("message refused: MapMessage body nests maps/lists deeper "
+                             "than the limit of 32 levels", 10)
         await producer.send(emsfast.TextMessage("after"))
         other = bystander.session().producer(q)
         await other.send(emsfast.TextMessage("bystander"))

@@ -264,6 +264,27 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.source == {} and cfg.warnings == [] and not cfg.is_set("queues")
 
 
+def test_abuse_limits(tmp_path: Path) -> None:
+    """The emsfast extensions of docs/operations.md "Limits against abuse"."""
+    cfg = load_tibemsd(write(tmp_path, "# nothing set\n"))
+    assert cfg.max_preauth_bytes == 64 * 1024
+    assert cfg.max_selector_length == 4096
+    assert cfg.max_client_pending_bytes == 64 * 1024**2
+    path = write(
+        tmp_path,
+        "max_preauth_bytes = 8KB\nmax_selector_length = 0\nmax_client_pending_bytes = 16MB\n",
+    )
+    cfg = load_tibemsd(path)
+    assert cfg.max_preauth_bytes == 8 * 1024
+    assert cfg.max_selector_length == 0         # no limit
+    assert cfg.max_client_pending_bytes == 16 * 1024**2
+    assert cfg.source["max_client_pending_bytes"] == (path, 3)
+    cfg = load_tibemsd(write(tmp_path, "max_client_pending_bytes = 0\n"))
+    assert cfg.max_client_pending_bytes == 0    # no limit
+    cfg = load_tibemsd(write(tmp_path, "max_preauth_bytes = 1KB\n"))
+    assert cfg.max_preauth_bytes == 1024        # the smallest a login fits in
+
+
 def test_typed_values_and_sources(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -359,6 +380,13 @@ def test_empty_value_means_unset(tmp_path: Path) -> None:
         ("ft_active = tcp://a,", "ft_active: URL list 'tcp://a,': empty URL"),
         ("startup_abort_list = CONFIG_FILES,BOGUS", "startup_abort_list: unknown item 'BOGUS'"),
         ("npsend_check_mode = sometimes", "npsend_check_mode: expected one of"),
+        ("max_preauth_bytes = 512", "max_preauth_bytes: expected at least 1KB (a login must "
+                                    "fit), got '512'"),
+        ("max_preauth_bytes = some", "max_preauth_bytes: expected a size such as 10MB"),
+        ("max_selector_length = -1", "max_selector_length: expected a number >= 0, got '-1'"),
+        ("max_selector_length = 4KB", "max_selector_length: expected a whole number, got '4KB'"),
+        ("max_client_pending_bytes = many",
+         "max_client_pending_bytes: expected a size such as 10MB, got 'many'"),
     ],
 )
 def test_bad_values_name_file_line_key(tmp_path: Path, line: str, message: str) -> None:

@@ -350,12 +350,15 @@ def test_nesting_within_cap_works() -> None:
 def test_length_cap() -> None:
     text = "k = 1 OR " * 455 + "k = 5"
     assert len(text) > MAX_SELECTOR_LENGTH
-    with pytest.raises(SelectorError, match=f"exceeds the maximum of {MAX_SELECTOR_LENGTH}"):
+    with pytest.raises(SelectorError, match=rf"exceed max_selector_length \({MAX_SELECTOR_LENGTH}\)"):
         compile_selector(text)
     sel = compile_selector(text, max_length=len(text))
     assert sel is not None and sel.matches(MSG.get) is True
-    with pytest.raises(SelectorError, match='selector "k = 5": 5 characters exceeds the maximum'):
+    with pytest.raises(SelectorError, match=r'selector "k = 5": 5 characters exceed max_selector'):
         compile_selector("k = 5", max_length=4)
+    # 0 is no limit (max_selector_length = 0).
+    sel = compile_selector(text, max_length=0)
+    assert sel is not None and sel.matches(MSG.get) is True
 
 
 def test_long_selector_is_shortened_in_messages() -> None:
