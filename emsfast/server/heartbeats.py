@@ -59,7 +59,9 @@ class Heartbeats:
         for conn in list(self.server.connections.values()):
             if not conn.is_open or conn.ft_peer:
                 continue
-            if conn.rx:
+            if conn.rx or conn.paused:
+                # While its output is backed up we stop reading it (connection.py):
+                # unread heartbeats are our doing, max_client_pending_bytes bounds it.
                 conn.rx = False
                 conn.silent = 0.0
                 continue

@@ -47,6 +47,9 @@ def stomp_message(frame: Frame, kind: str, name: str, mid: int, origin: int) -> 
     if not 0 <= priority <= 9:
         raise InvalidError(f"priority must be 0..9, got {priority}")
     expiration = int(h.get("expires") or 0)
+    if not 0 <= expiration < 1 << 63:   # stored as an int64 of ms since the epoch
+        raise InvalidError(f"expires must be 0..{(1 << 63) - 1} ms since the epoch, "
+                           f"got {expiration}")
     ctype = h.get("content-type")
     body_type = BODY_BYTES
     if ctype is None or ctype.startswith("text/"):

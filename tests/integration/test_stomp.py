@@ -244,6 +244,19 @@ def test_send_to_bad_destination_is_an_error(stomp_client):
     assert "destination must be /queue/NAME or /topic/NAME" in err.headers["message"]
 
 
+def test_send_with_expires_beyond_int64_is_an_error(stomp_client, uniq):
+    q = "/queue/" + uniq("sx")
+    conn, frames = stomp_client()
+    conn.send(q, "too far", headers={"expires": "9" * 20})
+    err = frames.errors.get(timeout=10)
+    assert "expires must be 0.." in err.headers["message"]
+    good, good_frames = stomp_client()
+    good.subscribe(q, id="s", receipt="ok")
+    assert good_frames.receipt() == "ok"
+    good.send(q, "fine")
+    assert good_frames.message().body == "fine"
+
+
 def test_heart_beats_negotiated(server):
     conn = stomp.Connection12([("127.0.0.1", stomp_port(server))], heartbeats=(1000, 1000),
                               reconnect_attempts_max=1)
