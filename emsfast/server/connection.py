@@ -624,6 +624,7 @@ class ClientConnection(asyncio.Protocol):
             try:
                 holder.admit(msg.size)
             except LimitError as exc:
+                self.limit_hit(f"admit {holder.name}", f"message refused: {exc}")
                 self.send_fail(producer.id, seq, msg.delivery_mode, exc.code, str(exc))
                 return
             if msg.persistent:

@@ -345,6 +345,9 @@ async def test_maxmsgs_rejects_send_and_server_keeps_serving(server, uniq):
         with pytest.raises(errors.LimitError) as info:
             await producer.send(T("m3"), delivery_mode="persistent")
         assert "maxmsgs" in str(info.value)
+        # Logged once per connection (trace item LIMITS), naming the queue and limit.
+        await asyncio.to_thread(server.wait_for_line, f"message refused: queue '{q.name}' "
+                                "has reached its limit of maxmsgs=3", 10)
 
         # Same connection and producer still work once there is room again.
         got = await receive_n(session.consumer(q), 1)
