@@ -595,11 +595,10 @@ class ClientConnection(asyncio.Protocol):
                 self.limit_hit("body", f"message refused: {exc}")
                 self.send_fail(pid, seq, msg.delivery_mode, ErrorCode.INVALID, str(exc))
                 return
-        if confirm and self.token_key is not None:
-            last = self.server.sent_seqs.get(self.token_key + pid.to_bytes(4, "big"))
-            if last is not None and seq <= last:
-                self._confirm(pid, seq, 0)   # a resend after failover: stored already
-                return
+        if confirm and self.token_key is not None and self.server.sends.resend(
+                self.token_key + pid.to_bytes(4, "big"), seq,
+                lambda err: self._resend_answer(pid, seq, msg.delivery_mode, err)):
+            return      # a resend after failover or reconnect: answered from the original
         dest = producer.queue if producer.queue is not None else producer.topic
         assert dest is not None
         if dest.props.expiration_ms:
@@ -630,7 +629,7 @@ class ClientConnection(asyncio.Protocol):
             if msg.persistent:
                 store_name = self.broker.store_name(holder.props)
                 fut = self.store.put_message(store_name, holder.key, msg.id, msg.blob)
-                self._note_send(store_name, producer.id, seq)
+                self._note_send(store_name, producer.id, seq, fut)
                 self._wait_store(fut, (holder, msg, producer.id, seq, confirm))
                 return
             holder.enqueue(msg)
@@ -651,19 +650,29 @@ class ClientConnection(asyncio.Protocol):
             elif fut is not None:
                 # Durables stored it: record the send in the same batch, as for
                 # queues, so a resend after failover is not stored twice.
-                self._note_send(self.broker.store_name(topic.props), producer.id, seq)
+                self._note_send(self.broker.store_name(topic.props), producer.id, seq, fut)
                 self._wait_store(fut, (None, msg, producer.id, seq, confirm))
             elif confirm:
                 self._confirm(producer.id, seq, msg.id)
 
         self.broker.route_topic(topic, msg, after_store)
 
-    def _note_send(self, store_name: str, pid: int, seq: int) -> None:
-        """FT clients: the highest stored send of this producer (dropping resends)."""
+    def _note_send(self, store_name: str, pid: int, seq: int,
+                   fut: asyncio.Future[None]) -> None:
+        """FT clients: record the send with the message (resends.py)."""
         if self.token_key is not None:
             origin = self.token_key + pid.to_bytes(4, "big")
             self.store.note_send(store_name, origin, seq)
-            self.server.sent_seqs[origin] = seq
+            self.server.sends.storing(origin, seq, fut)
+
+    def _resend_answer(self, pid: int, seq: int, mode: int, err: BaseException | None) -> None:
+        if self.state == _STATE_CLOSED:
+            return      # the client will resend again wherever it goes next
+        if err is None:
+            self._confirm(pid, seq, 0)
+        else:
+            self.send_fail(pid, seq, mode, ErrorCode.STORE, f"store failed: {err}")
+        self._schedule_flush()
 
     def _wait_store(self, fut: asyncio.Future[None], item: tuple[Any, ...]) -> None:
         waits = self._store_waits.get(fut)

@@ -30,6 +30,7 @@ from emsfast.server.broker import Broker
 from emsfast.server.connection import ClientConnection
 from emsfast.server.health import HealthListener
 from emsfast.server.heartbeats import Heartbeats
+from emsfast.server.resends import SendRecord
 from emsfast.server.tls import TlsListener, server_context
 from emsfast.store.base import Store
 from emsfast.store.lmdb_store import LmdbStore
@@ -104,7 +105,7 @@ class Server:
         self._store_open = False
         # FT clients (connection.token): highest stored send per producer, and the
         # cleanup of clients that do not come back within ft_reconnect_timeout.
-        self.sent_seqs: dict[bytes, int] = {}
+        self.sends = SendRecord()
         self._token_timers: dict[str, asyncio.TimerHandle] = {}
         self._recovered_tokens: set[str] = set()
 
@@ -196,7 +197,7 @@ class Server:
             state = self.store.recover()
             recovered = self.broker.recover(state)
             holders = self.broker.recovered_holders
-            self.sent_seqs = state.sends
+            self.sends.recovered(state.sends)
             self._recovered_tokens = {o.split(b"\x00", 1)[0].decode() for o in state.sends}
             del state
         finally:
@@ -317,8 +318,7 @@ class Server:
     def _forget_token(self, token: str) -> None:
         self._token_timers.pop(token, None)
         prefix = token.encode() + b"\x00"
-        for origin in [o for o in self.sent_seqs if o.startswith(prefix)]:
-            del self.sent_seqs[origin]
+        self.sends.forget(prefix)
         if self._store_open and not getattr(self.store, "fenced", None):
             self.store.forget_sends(prefix)
 

@@ -406,3 +406,52 @@ def test_disk_full_fails_the_send_and_the_server_keeps_serving(tmp_path: Path) -
     finally:
         srv.cleanup()
         subprocess.run(["umount", "-l", str(small)], capture_output=True)
+
+
+def test_resend_is_answered_by_its_original_commit_not_confirmed_before_it(
+        tmp_path: Path) -> None:
+    """A resend (same client token, producer and seq) that arrives while the original
+    is still on its way to the store must get the original's outcome: here the disk
+    is full, so both get SEND_FAIL; before, the resend was confirmed at once and the
+    client was told a message was stored that never was."""
+    from emsfast import consts
+    from emsfast._core.framing import parse_send_fail
+    from emsfast._testbase.rawwire import RawConnection, control, publish, text_blob
+
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    srv = ServerProcess(tmp_path / "d", queues=QUEUES, params={"store": str(small / "ds")})
+    try:
+        srv.start()
+        with open(small / "filler", "wb") as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        with RawConnection("127.0.0.1", srv.port) as raw:
+            raw.send(control(consts.FRAME_HELLO, {
+                "magic": consts.HELLO_MAGIC, "proto": consts.PROTOCOL_VERSION,
+                "user": None, "password": None, "client_id": None, "lang": "raw",
+                "version": "0", "client_token": "resend-test"}))
+            assert raw.read_frame() is not None
+            raw.request("session.create", session=1, ack_mode=consts.ACK_AUTO)
+            raw.request("producer.create", session=1, producer=1, dest_type="queue",
+                        dest="crash.sync")
+            one = publish(1, 1, text_blob("x" * 100_000, "q:crash.sync"))
+            raw.send(one + one)         # the original and its resend in one write
+            answers = []
+            while len(answers) < 2:
+                f = raw.read_frame(20)
+                assert f is not None, answers
+                if f[0] == consts.FRAME_CONFIRM:
+                    answers.append("CONFIRM")
+                elif f[0] == consts.FRAME_SEND_FAIL:
+                    answers.append(parse_send_fail(f[2])[3])
+        assert "CONFIRM" not in answers, answers
+        assert all("store failed" in a for a in answers), answers
+    finally:
+        srv.cleanup()
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)
