@@ -98,7 +98,8 @@ class ClientConnection(asyncio.Protocol):
         self._preauth_bytes = 0         # received before login (max_preauth_bytes)
         # Output the encoder may hold before the unsent total is measured against
         # max_client_pending_bytes; recomputed after every write to the transport.
-        self._room = server.config.max_client_pending_bytes or sys.maxsize
+        self._room = server.pending_cap() or sys.maxsize
+        self._overflowing = False
         self._drain_timer: asyncio.TimerHandle | None = None
         self._limits_logged: set[str] = set()
         self.user = "anonymous"
@@ -294,7 +295,7 @@ class ClientConnection(asyncio.Protocol):
     def _check_unsent(self) -> None:
         """Close the connection if what it has not read exceeds max_client_pending_bytes;
         else recompute how much more the encoder may take before the next check."""
-        limit = self.server.config.max_client_pending_bytes
+        limit = self.server.pending_cap()
         if not limit:
             self._room = sys.maxsize
             return
@@ -314,12 +315,15 @@ class ClientConnection(asyncio.Protocol):
             self._overflow(
                 f"{holder.bytes} bytes of messages wait for this client's subscription to "
                 f"'{holder.name}', over max_client_pending_bytes "
-                f"({self.server.config.max_client_pending_bytes})")
+                f"({self.server.pending_cap()})")
 
     def _closed(self) -> bool:
         return self.state == _STATE_CLOSED
 
     def _overflow(self, text: str) -> None:
+        if self._overflowing:
+            return      # the ERROR written below must not overflow again (STOMP)
+        self._overflowing = True
         log.warning(f"[{self.user}@{self.host}]: connection closed: {text}")
         self.paused = True      # its consumers get nothing more
         self._drop_output()

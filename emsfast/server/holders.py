@@ -329,7 +329,10 @@ class Subscription(Holder):
     def enqueue(self, msg: ServerMessage) -> None:
         super().enqueue(msg)
         if self.backlog_limit and self.bytes > self.backlog_limit and self.consumers:
-            self.consumers[0].backlog_overflow(self)
+            # Only messages still waiting count: delivered-unacknowledged ones went to
+            # a client that reads (CLIENT_ACK in batches). Summed only past the limit.
+            if sum(m.size for level in self._levels for m in level) > self.backlog_limit:
+                self.consumers[0].backlog_overflow(self)
 
     def accepts(self, msg: ServerMessage, server: str) -> bool:
         if self.nolocal_conn and msg.origin == self.nolocal_conn:

@@ -448,3 +448,41 @@ def recv_until_closed(sock, timeout: float = 10.0) -> bytes:
         reply += chunk
     raise AssertionError(f"the server kept the connection open for {timeout}s")
 
+
+
+async def test_client_ack_subscriber_is_not_cut_for_acking_late(server, uniq):
+    """Delivered-but-unacknowledged bytes went to a client that reads: a CLIENT_ACK
+    topic subscriber taking every message at once and acking at the end stays, even
+    with far more than max_client_pending_bytes unacknowledged."""
+    t = emsfast.Topic(uniq("ackslow.t"))
+    count = 300     # 300 × 8 KB = 2.4 MB unacknowledged, over the 1 MB cap
+    async with connection(server.url) as reader, connection(server.url) as sender:
+        session = reader.session(ack_mode="client")
+        consumer = session.consumer(t)
+        await consumer.ready
+        producer = sender.session().producer(t)
+        got = []
+        for start in range(0, count, 50):
+            for i in range(start, start + 50):
+                await producer.send_async(emsfast.TextMessage(flood_body(i)),
+                                          delivery_mode="non_persistent")
+            await producer.flush()
+            got += await receive_n(consumer, 50, timeout=30)
+        got[-1].acknowledge()
+        await reader.ping()
+    assert [text_of(m)[:6] for m in got] == [f"{i:06d}" for i in range(count)]
+    assert f"subscription to '{t.name}'" not in server.log_text()
+
+
+async def test_a_message_larger_than_the_pending_cap_is_still_delivered(server_factory, uniq):
+    """The cap never falls below one largest message (max_msg_size) plus a write batch:
+    otherwise every consumer of a big message would be cut off in turn."""
+    srv = server_factory(max_msg_size="16MB", params={"max_client_pending_bytes": "1MB"})
+    q = emsfast.Queue(uniq("big"))
+    body = "b" * (12 * 1024 * 1024)
+    async with connection(srv.url) as conn:
+        session = conn.session()
+        await session.producer(q).send(emsfast.TextMessage(body))
+        msg = await session.consumer(q).receive(60)
+        assert msg is not None and len(text_of(msg)) == len(body) and not msg.redelivered
+    assert "max_client_pending_bytes" not in srv.log_text()
