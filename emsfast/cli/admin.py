@@ -13,8 +13,9 @@ import getpass
 import os
 import re
 import sys
-from collections.abc import Iterable
-from typing import Any
+import threading
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
 
 from emsfast.cli import EmsArgumentParser, add_ssl_options, fail, reader_went_away, ssl_options
 
@@ -28,6 +29,8 @@ the first failed command with exit status 1 unless -ignore (syntax errors always
 
 exit status: 0 success, 1 connection/authentication/command error, 2 usage error.
 """
+
+T = TypeVar("T")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,20 +52,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class AdminSession:
-    """The connection to a server, driven from synchronous code (input() waits)."""
+    """The connection to a server, driven from synchronous code (input() waits).
+
+    Its event loop runs in a thread of its own, so the connection keeps exchanging
+    heartbeats while the prompt waits (a server with server_timeout_client_connection
+    would drop an idle operator otherwise).
+    """
 
     def __init__(self, url: str, user: str, tls: dict[str, Any] | None = None) -> None:
         self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="emsfast-admin",
+                                        daemon=True)
+        self._thread.start()
         self.conn: Any = None
         self.url = url
         self.user = user
         self.tls = tls or {}  # ssl_* connect() options, also for 'connect ssl://...'
 
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
     def connect(self, url: str, user: str, password: str | None) -> None:
         from emsfast.client.connection import connect
 
         tls = self.tls if url.strip().lower().startswith("ssl://") else {}
-        conn = self.loop.run_until_complete(connect(url, user=user, password=password, **tls))
+        conn = self._call(connect(url, user=user, password=password, **tls))
         self.close()
         self.conn, self.url, self.user = conn, url, user
 
@@ -75,19 +89,29 @@ class AdminSession:
 
         if self.conn is None:
             raise ConnectionClosedError("not connected; use 'connect [URL] [USER PASSWORD]'")
-        reply = self.loop.run_until_complete(
-            self.conn.request("admin.command", {"command": text}))
+        reply = self._call(self._request(text))
         lines = reply.get("lines") or []
         return [str(line) for line in lines]
+
+    async def _request(self, text: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.conn.request("admin.command", {"command": text})
+        return result
 
     def close(self) -> None:
         if self.conn is None:
             return
         conn, self.conn = self.conn, None
         try:
-            self.loop.run_until_complete(asyncio.wait_for(conn.close(), 5))
+            self._call(asyncio.wait_for(conn.close(), 5))
         except Exception:  # closing anyway
             pass
+
+    def shutdown(self) -> None:
+        """Close the connection and stop the loop's thread."""
+        self.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
 
 
 def _prepare(text: str, interactive: bool) -> tuple[str, Any]:
@@ -163,8 +187,7 @@ def _compare(session: AdminSession, a: dict[str, Any]) -> bool:
         print(f"Error: compare with {a['url']}: {exc}", file=sys.stderr, flush=True)
         return False
     finally:
-        other.close()
-        other.loop.close()
+        other.shutdown()
     differ = [s for s in mine if theirs.get(s) != mine[s]]
     for section in differ:
         print(f"{section}: differs between {session.url} and {a['url']}")
@@ -267,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         session.connect(args.server, args.user, password)
     except (EmsfastError, OSError) as exc:
-        session.loop.close()
+        session.shutdown()
         return fail(PROG, f"cannot connect to {args.server} as '{args.user}': {exc}")
     try:
         if args.script:
@@ -278,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return reader_went_away()
     finally:
-        session.close()
-        session.loop.close()
+        session.shutdown()
 
 
 if __name__ == "__main__":

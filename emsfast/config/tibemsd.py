@@ -325,6 +325,15 @@ class TibemsdConfig:
         """True if the file or the command line set ``name`` (a file is then required)."""
         return name in self.source
 
+    @property
+    def handshake_seconds(self) -> float:
+        """handshake_timeout in effect (EMS.md 2.5): as set, else 3 s or the largest
+        heartbeat/timeout when that is longer."""
+        if self.handshake_timeout and self.is_set("handshake_timeout"):
+            return self.handshake_timeout
+        return max(3.0, self.client_heartbeat_server, self.server_timeout_client_connection,
+                   self.server_heartbeat_client, self.client_timeout_server_connection)
+
 
 def parse_parameter(name: str, text: str) -> object:
     """The typed value of one parameter (``set server``); ValueError names the problem."""
@@ -423,12 +432,22 @@ def _check(config: TibemsdConfig, warnings: list[str]) -> None:
             f"must be more than twice ft_heartbeat when ft_active is set "
             f"(ft_activation {config.ft_activation:g}, ft_heartbeat {config.ft_heartbeat:g})",
         )
-    for timeout, heartbeat in (
-        ("server_timeout_client_connection", "client_heartbeat_server"),
-        ("client_timeout_server_connection", "server_heartbeat_client"),
+    if config.server_timeout_client_connection and not config.client_heartbeat_server:
+        raise _cross_error(config, "server_timeout_client_connection",
+                           "client_heartbeat_server", "requires client_heartbeat_server to be set")
+    # A heartbeat at most a third of the timeout that waits for it (EMS.md 2.5), else an
+    # idle but healthy peer is dropped between two beats. server_heartbeat_client
+    # is 5 s when not set.
+    for timeout, heartbeat, beat in (
+        ("server_timeout_client_connection", "client_heartbeat_server",
+         config.client_heartbeat_server),
+        ("client_timeout_server_connection", "server_heartbeat_client",
+         config.server_heartbeat_client or 5.0),
     ):
-        if getattr(config, timeout) and not getattr(config, heartbeat):
-            raise _cross_error(config, timeout, heartbeat, f"requires {heartbeat} to be set")
+        limit = getattr(config, timeout)
+        if limit and beat * 3 > limit:
+            raise _cross_error(config, timeout, heartbeat,
+                               f"{limit:g} s must be at least 3 × {heartbeat} ({beat:g} s)")
     if config.ft_active:
         own = {(u.scheme, u.host, u.port) for u in config.listen_urls}
         for peer in config.ft_active_urls:

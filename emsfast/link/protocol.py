@@ -66,7 +66,8 @@ class ClientProtocol(asyncio.Protocol):
         self._lost: EmsfastError | None = None
         self._rx = True         # data arrived since the last silence check
         self._silent = 0.0
-        self._timers: list[asyncio.TimerHandle] = []
+        self._beat_timer: asyncio.TimerHandle | None = None
+        self._watch_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -158,15 +159,15 @@ class ClientProtocol(asyncio.Protocol):
         beat = _seconds(info.get("client_heartbeat_server"))
         timeout = _seconds(info.get("client_timeout_server_connection"))
         if beat:
-            self._timers.append(self.loop.call_later(beat, self._beat, beat))
+            self._beat_timer = self.loop.call_later(beat, self._beat, beat)
         if timeout:
-            self._timers.append(self.loop.call_later(timeout / 4, self._watch, timeout))
+            self._watch_timer = self.loop.call_later(timeout / 4, self._watch, timeout)
 
     def _beat(self, every: float) -> None:
         if self._lost is None:
             self.encoder.heartbeat()
             self.schedule_flush()
-            self._timers.append(self.loop.call_later(every, self._beat, every))
+            self._beat_timer = self.loop.call_later(every, self._beat, every)
 
     def _watch(self, timeout: float) -> None:
         if self._lost is not None:
@@ -180,7 +181,7 @@ class ClientProtocol(asyncio.Protocol):
                     f"no data from the server for {self._silent:g} s "
                     f"(client_timeout_server_connection {timeout:g} s)"))
                 return
-        self._timers.append(self.loop.call_later(timeout / 4, self._watch, timeout))
+        self._watch_timer = self.loop.call_later(timeout / 4, self._watch, timeout)
 
     # -- writing ---------------------------------------------------------------------
 
@@ -239,9 +240,10 @@ class ClientProtocol(asyncio.Protocol):
 
     def _fail(self, exc: EmsfastError) -> None:
         self._lost = exc
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
+        for timer in (self._beat_timer, self._watch_timer):
+            if timer is not None:
+                timer.cancel()
+        self._beat_timer = self._watch_timer = None
         self._writable.set()
         if not self.welcome.done():
             self.welcome.set_exception(exc)

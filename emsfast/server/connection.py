@@ -396,7 +396,7 @@ class ClientConnection(asyncio.Protocol):
             self._refuse(ErrorCode.PROTOCOL, text)
 
     def _handshake_seconds(self) -> float:
-        return self.server.config.handshake_timeout or 3
+        return self.server.config.handshake_seconds
 
     # -- handshake -------------------------------------------------------------
 

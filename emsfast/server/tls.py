@@ -224,7 +224,7 @@ class TlsListener:
         except OSError:
             sock.close()
             return
-        timeout = self._server.config.handshake_timeout or 3
+        timeout = self._server.config.handshake_seconds
         loop = asyncio.get_running_loop()
         try:
             await loop.connect_accepted_socket(lambda: ClientConnection(self._server), sock,

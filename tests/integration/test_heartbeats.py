@@ -120,3 +120,22 @@ def test_welcome_tells_the_client_the_heartbeat_settings(tmp_path: Path) -> None
         assert welcome["client_timeout_server_connection"] == 0
     finally:
         srv.cleanup()
+
+
+def test_idle_admin_session_keeps_its_connection(tmp_path: Path) -> None:
+    """emsfast-admin waits at its prompt with the loop running in a thread, so its
+    heartbeats go out and the server does not drop an idle operator."""
+    from emsfast.cli.admin import AdminSession
+
+    srv = ServerProcess(tmp_path / "d", params={
+        "client_heartbeat_server": "1", "server_timeout_client_connection": "3"}).start()
+    session = AdminSession(srv.url, "admin")
+    try:
+        session.connect(srv.url, "admin", None)
+        assert session.run("info")
+        time.sleep(6)       # twice the server's timeout, idle at the "prompt"
+        assert session.connected and session.run("info")
+        assert "nothing received for" not in srv.log_text()
+    finally:
+        session.shutdown()
+        srv.cleanup()

@@ -422,9 +422,34 @@ def test_heartbeat_timeout_needs_heartbeat(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="requires client_heartbeat_server") as exc:
         load_tibemsd(path)
     assert exc.value.line == 1
+    # server_heartbeat_client is 5 s when not set (EMS.md 2.5): no error alone.
     path = write(tmp_path, "client_timeout_server_connection = 20\n")
-    with pytest.raises(ConfigError, match="requires server_heartbeat_client"):
+    assert load_tibemsd(path).client_timeout_server_connection == 20
+
+
+def test_heartbeat_must_be_a_third_of_its_timeout(tmp_path: Path) -> None:
+    path = write(tmp_path, "server_heartbeat_client = 5\nclient_timeout_server_connection = 2\n")
+    with pytest.raises(ConfigError, match=re.escape(
+            f"{path}:2: client_timeout_server_connection: 2 s must be at least 3 × "
+            "server_heartbeat_client (5 s)")):
         load_tibemsd(path)
+    # The 5 s default counts when server_heartbeat_client is not written.
+    path = write(tmp_path, "client_timeout_server_connection = 10\n")
+    with pytest.raises(ConfigError, match="at least 3 × server_heartbeat_client"):
+        load_tibemsd(path)
+    path = write(tmp_path, "client_heartbeat_server = 4\nserver_timeout_client_connection = 10\n")
+    with pytest.raises(ConfigError, match="at least 3 × client_heartbeat_server"):
+        load_tibemsd(path)
+    ok = load_tibemsd(write(tmp_path, "client_heartbeat_server = 3\n"
+                                      "server_timeout_client_connection = 9\n"))
+    assert ok.server_timeout_client_connection == 9
+    # handshake_timeout not written: 3 s or the largest heartbeat/timeout (EMS.md 2.5).
+    assert ok.handshake_seconds == 9
+    assert load_tibemsd(write(tmp_path, "handshake_timeout = 4\n"
+                                        "client_heartbeat_server = 3\n"
+                                        "server_timeout_client_connection = 9\n")
+                        ).handshake_seconds == 4
+    assert load_tibemsd(write(tmp_path, "")).handshake_seconds == 3
 
 
 def test_ft_active_own_listen_warns(tmp_path: Path) -> None:
