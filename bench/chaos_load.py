@@ -76,18 +76,27 @@ class Load:
         self.last_delivery = time.monotonic()
         self.reconnects = 0
         self.errors: list[str] = []     # unexpected client failures, for the report
+        self.stopped: dict[str, str] = {}   # client -> why it ended before the run did
 
     async def start(self) -> None:
         # Durable subscriptions first: a topic send is only owed to existing durables.
         ready = [asyncio.get_running_loop().create_future() for _ in CONSUMERS]
         for (name, dest, ack), fut in zip(CONSUMERS, ready, strict=True):
-            self._spawn(self._consume(name, dest, ack, fut))
+            self._spawn(name, self._consume(name, dest, ack, fut))
         await asyncio.wait_for(asyncio.gather(*ready), 60)
         for name, dest in PRODUCERS:
-            self._spawn(self._produce(name, dest))
+            self._spawn(name, self._produce(name, dest))
 
-    def _spawn(self, coro: Any) -> None:
-        self._tasks.append(asyncio.ensure_future(coro))
+    def _spawn(self, name: str, coro: Any) -> None:
+        self._tasks.append(asyncio.ensure_future(self._guard(name, coro)))
+
+    async def _guard(self, name: str, coro: Any) -> None:
+        # A client that could not reconnect for a minute stops: say so, as a smaller
+        # load would otherwise pass unnoticed.
+        try:
+            await coro
+        except Exception as exc:
+            self.stopped[name] = f"{type(exc).__name__}: {exc}"[:300]
 
     @property
     def sent(self) -> int:
