@@ -55,7 +55,7 @@ RUNTIME_PARAMS = frozenset({
     "max_msg_memory", "handshake_timeout", "client_heartbeat_server",
     "server_timeout_client_connection", "server_heartbeat_client",
     "client_timeout_server_connection", "npsend_check_mode", "max_preauth_bytes",
-    "max_selector_length", "max_client_pending_bytes",
+    "max_selector_length", "max_client_pending_bytes", "max_client_objects",
 })
 # Commands whose text carries a password: logged without it.
 _SECRET = frozenset({"create user", "set password", "set server"})

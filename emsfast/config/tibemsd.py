@@ -204,6 +204,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "max_preauth_bytes": _max_preauth_bytes,
     "max_selector_length": _nonneg_int,
     "max_client_pending_bytes": parse_size,
+    "max_client_objects": _nonneg_int,
     "ft_active": _ft_active,
     "ft_heartbeat": parse_seconds,
     "ft_activation": parse_seconds,
@@ -276,6 +277,7 @@ class TibemsdConfig:
     max_preauth_bytes: int = PREAUTH_MAX_FRAME
     max_selector_length: int = MAX_SELECTOR_LENGTH
     max_client_pending_bytes: int = MAX_CLIENT_PENDING_BYTES
+    max_client_objects: int = 10_000
     ft_active: str = ""
     ft_heartbeat: float = 3
     ft_activation: float = 10

@@ -75,6 +75,9 @@ DRAIN_GRACE = 5.0
 # prefetch meets the transport's flow control (pause_writing) within one dispatch
 # instead of encoding a whole backlog first.
 WRITE_AT = 256 * 1024
+# Requests that make a server-side object for the connection (max_client_objects).
+_CREATES = frozenset({"session.create", "producer.create", "consumer.create",
+                      "browser.create", "temp.create"})
 
 
 def _is_tls(data: bytes) -> bool:
@@ -549,6 +552,8 @@ class ClientConnection(asyncio.Protocol):
                 raise InvalidError(f"unknown request op {op!r}")
             if self.standby_admin and op not in ("admin.command", "ping"):
                 raise StandbyError(f"'{op}' is refused: server in standby mode")
+            if op in _CREATES:
+                self._check_objects(op)
             result = handler(self, req)
         except EmsfastError as exc:
             self.error(rid, exc)
@@ -562,6 +567,20 @@ class ClientConnection(asyncio.Protocol):
             task.add_done_callback(self.tasks.discard)
         else:
             self.reply(rid, result)
+
+    def _check_objects(self, op: str) -> None:
+        """max_client_objects: sessions, producers, consumers, browsers and temporary
+        destinations of one connection, each costing the server memory."""
+        cap = self.server.config.max_client_objects
+        if not cap:
+            return
+        temps = self.broker.temporaries.by_conn.get(self.conn_id, ())
+        have = (len(self.sessions) + len(self.producers) + len(self.consumers)
+                + len(self.browsers) + len(temps))
+        if have >= cap:
+            text = f"{op} refused: this connection has {have} objects, max_client_objects ({cap})"
+            self.limit_hit("max_client_objects", text)
+            raise LimitError(text)
 
     async def _finish(self, rid: Any, pending: Any) -> None:
         try:

@@ -486,3 +486,26 @@ async def test_a_message_larger_than_the_pending_cap_is_still_delivered(server_f
         msg = await session.consumer(q).receive(60)
         assert msg is not None and len(text_of(msg)) == len(body) and not msg.redelivered
     assert "max_client_pending_bytes" not in srv.log_text()
+
+
+async def test_max_client_objects(server_factory, uniq):
+    """Sessions, producers, consumers, browsers and temporary destinations of one
+    connection are capped; the refused create names the limit, the rest go on."""
+    srv = server_factory(params={"max_client_objects": "5"})
+    async with connection(srv.url) as greedy, connection(srv.url) as other:
+        sessions = [greedy.session() for _ in range(3)]
+        q = emsfast.Queue(uniq("objs"))
+        producer = sessions[0].producer(q)
+        consumer = sessions[1].consumer(q)
+        await asyncio.gather(*(s.ready for s in sessions), producer.ready, consumer.ready)
+        extra = greedy.session()
+        with pytest.raises(errors.LimitError, match=r"max_client_objects \(5\)"):
+            await extra.ready
+        # What it has still works, and so does everybody else.
+        await producer.send(emsfast.TextMessage("mine"))
+        got = await consumer.receive(10)
+        assert got is not None and text_of(got) == "mine"
+        bystander = Bystander(other, emsfast.Queue(uniq("bystander")))
+        await bystander.round_trip()
+    line = await asyncio.to_thread(srv.wait_for_line, "max_client_objects (5)", 10)
+    assert "session.create refused: this connection has 5 objects" in line
