@@ -224,9 +224,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if sampler is not None:
             sampler.cancel()
-        if load is not None:
-            await load.stop()
-        await cluster.close()
+        # An hour's verdict must not be lost to a failure while tearing down.
+        try:
+            if load is not None:
+                await load.stop()
+        finally:
+            try:
+                await cluster.close()
+            except Exception as exc:
+                result["teardown_error"] = f"{type(exc).__name__}: {exc}"
     assert load is not None
     found = check_messages(load.producers, load.consumers.values())
     if "skipped" in result.get("drain", {"skipped": "no drain"}):
@@ -249,6 +255,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "failovers": failovers,
         "ownerships": [vars(o) for o in owners],
         "ready_samples": cluster.samples,
+        "ready_sampler_errors": cluster.sampler_errors[:20],
         "load": {**summarize(load.producers, load.consumers.values()),
                  "reconnects": load.reconnects, "client_errors": load.errors},
         "resources": {"samples": resources.samples, "growth": g},

@@ -88,6 +88,7 @@ class Cluster:
         self.runs = {r: 0 for r in ROLES}
         self.logs: list[dict[str, Any]] = []           # finished incarnations
         self.both_ready: list[float] = []
+        self.sampler_errors: list[str] = []
         self.samples = 0
         self._sampler: asyncio.Task[None] | None = None
         self._filler: Path | None = None
@@ -134,7 +135,7 @@ class Cluster:
     async def close(self) -> None:
         if self._sampler is not None:
             self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._sampler
         for role, proc in list(self.pair.members.items()):
             with contextlib.suppress(ProcessLookupError):
@@ -309,26 +310,30 @@ class Cluster:
     # -- two-actives sampler --------------------------------------------------------
 
     async def _sample_ready(self) -> None:
+        # Must outlive every fault: a dead sampler would stop watching in silence.
         while True:
-            a = await self._ready("a")
-            b = await self._ready("b")
-            if a and b and await self._ready("a"):
-                # a before and after b: both were ready while b answered.
-                self.both_ready.append(time.time())
-            self.samples += 1
+            try:
+                a = await self._ready("a")
+                b = await self._ready("b")
+                if a and b and await self._ready("a"):
+                    # a before and after b: both were ready while b answered.
+                    self.both_ready.append(time.time())
+                self.samples += 1
+            except Exception as exc:
+                self.sampler_errors.append(f"{type(exc).__name__}: {exc}"[:200])
             await asyncio.sleep(0.1)
 
     async def _ready(self, role: str) -> bool:
         try:
             r, w = await asyncio.wait_for(
                 asyncio.open_connection("127.0.0.1", self.health[role]), 0.3)
-        except (TimeoutError, OSError):
+        except (TimeoutError, OSError, RuntimeError):   # uvloop: RuntimeError when closed
             return False
         try:
             w.write(b"GET /isReady HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             line = await asyncio.wait_for(r.readline(), 0.3)
             return line.split()[1:2] == [b"200"]
-        except (TimeoutError, OSError, IndexError):
+        except (TimeoutError, OSError, IndexError, RuntimeError):
             return False
         finally:
             w.close()

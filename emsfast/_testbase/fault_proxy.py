@@ -103,8 +103,8 @@ class FaultProxy:
                     await writer.drain()
                 elif self._mode is _Mode.CUT:
                     break
-        except (OSError, asyncio.IncompleteReadError):
-            pass
+        except (OSError, asyncio.IncompleteReadError, RuntimeError):
+            pass    # uvloop raises RuntimeError writing to a transport closed meanwhile
         finally:
             # One side ended: end the whole link, as a real TCP peer would see it.
             if link in self._links:
