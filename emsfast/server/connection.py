@@ -158,11 +158,9 @@ class ClientConnection(asyncio.Protocol):
                 # Plain bytes make the client's TLS layer fail at once, not time out.
                 self._refuse(ErrorCode.PROTOCOL, "this is a tcp:// listener, not ssl://")
                 return
-            self._preauth_bytes += len(data)
-            budget = self.server.config.max_preauth_bytes
-            if self._preauth_bytes > budget:
-                self._preauth_refusal(f"{self._preauth_bytes} bytes sent before login "
-                                      f"exceed max_preauth_bytes ({budget})")
+            over = self.over_preauth(len(data))
+            if over is not None:
+                self._preauth_refusal(over)
                 return
         try:
             self._frames(self.decoder.feed(data))
@@ -173,6 +171,15 @@ class ClientConnection(asyncio.Protocol):
             self.protocol_error(str(exc))
             return
         self._schedule_flush()
+
+    def over_preauth(self, n: int) -> str | None:
+        """Count ``n`` bytes received before login; the refusal text once over budget."""
+        self._preauth_bytes += n
+        budget = self.server.config.max_preauth_bytes
+        if self._preauth_bytes > budget:
+            return (f"{self._preauth_bytes} bytes sent before login exceed "
+                    f"max_preauth_bytes ({budget})")
+        return None
 
     def _preauth_refusal(self, text: str) -> None:
         log.warning(f"[{self.host}]: connect failed: {text}; connection closed")

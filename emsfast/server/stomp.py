@@ -105,11 +105,9 @@ class StompConnection(ClientConnection):
             return
         self._last_read = self.loop.time()
         if not self.connected and not self._logging_in:
-            self._preauth_bytes += len(data)
-            budget = self.server.config.max_preauth_bytes
-            if self._preauth_bytes > budget:
-                self.stomp_error(f"{self._preauth_bytes} bytes sent before login exceed "
-                                 f"max_preauth_bytes ({budget})")
+            over = self.over_preauth(len(data))
+            if over is not None:
+                self.stomp_error(over)
                 return
         parser = self.parser
         self._stomp_frames(parser.feed(data))

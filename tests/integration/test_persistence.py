@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -385,13 +386,21 @@ async def _still_serving(url: str, stored: int) -> int:
         return n
 
 
-def test_disk_full_fails_the_send_and_the_server_keeps_serving(tmp_path: Path) -> None:
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs (root only), unmounted afterwards."""
     small = tmp_path / "small"
     small.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)],
                              capture_output=True)
     if mounted.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield small
+    subprocess.run(["umount", "-l", str(small)], capture_output=True)
+
+
+def test_disk_full_fails_the_send_and_the_server_keeps_serving(tmp_path: Path,
+                                                               small: Path) -> None:
     srv = ServerProcess(tmp_path / "d", queues=QUEUES, params={"store": str(small / "ds")})
     try:
         srv.start()
@@ -405,11 +414,10 @@ def test_disk_full_fails_the_send_and_the_server_keeps_serving(tmp_path: Path) -
         asyncio.run(_send(srv.url, "crash.sync", ["after the drain"]))
     finally:
         srv.cleanup()
-        subprocess.run(["umount", "-l", str(small)], capture_output=True)
 
 
 def test_resend_is_answered_by_its_original_commit_not_confirmed_before_it(
-        tmp_path: Path) -> None:
+        tmp_path: Path, small: Path) -> None:
     """A resend (same client token, producer and seq) that arrives while the original
     is still on its way to the store must get the original's outcome: here the disk
     is full, so both get SEND_FAIL; before, the resend was confirmed at once and the
@@ -418,12 +426,6 @@ def test_resend_is_answered_by_its_original_commit_not_confirmed_before_it(
     from emsfast._core.framing import parse_send_fail
     from emsfast._testbase.rawwire import RawConnection, control, publish, text_blob
 
-    small = tmp_path / "small"
-    small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)],
-                             capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
     srv = ServerProcess(tmp_path / "d", queues=QUEUES, params={"store": str(small / "ds")})
     try:
         srv.start()
@@ -454,4 +456,3 @@ def test_resend_is_answered_by_its_original_commit_not_confirmed_before_it(
         assert all("store failed" in a for a in answers), answers
     finally:
         srv.cleanup()
-        subprocess.run(["umount", "-l", str(small)], capture_output=True)
