@@ -157,7 +157,7 @@ async def _drain(load: Load, progress: bool) -> dict[str, Any]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     kinds = fault_kinds(args.faults)
-    weights = [WEIGHTS[k] for k in kinds]
+    weights = [args.weights.get(k, WEIGHTS[k]) for k in kinds]
     root = Path(tempfile.mkdtemp(prefix="emsfast-chaos-", dir=args.workdir))
     load: Load | None = None
     cluster = Cluster(root, disk_full="disk-full" in kinds, activation=args.activation,
@@ -291,6 +291,17 @@ def _rmtree(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def _weights(text: str) -> dict[str, int]:
+    out = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        kind, _, n = item.partition("=")
+        if kind not in WEIGHTS or not n.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: expected KIND=N with KIND one of {', '.join(WEIGHTS)}")
+        out[kind] = int(n)
+    return out
+
+
 def build_parser(sub: Any) -> None:
     for name in ("chaos", "soak"):
         soak = name == "soak"
@@ -304,6 +315,9 @@ def build_parser(sub: Any) -> None:
                            help="stop injecting after this many failovers (0: run the duration)")
             p.add_argument("--gap", type=float, default=1.0,
                            help="mean seconds of plain load between faults")
+            p.add_argument("--weights", type=_weights, default={},
+                           help="relative odds, e.g. kill=6,stop=1 (default "
+                                + ",".join(f"{k}={v}" for k, v in WEIGHTS.items()) + ")")
         p.add_argument("--duration", type=float, default=3600.0 if soak else 60.0,
                        help="seconds of load (faults are injected during it)")
         p.add_argument("--seed", type=int, default=None, help="fault schedule seed (replay)")
@@ -333,7 +347,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     args.faults = faults
     if args.command == "soak":
-        args.failovers, args.gap = 0, 1.0
+        args.failovers, args.gap, args.weights = 0, 1.0, {}
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1 << 31)
     replay = ["python", "-m", "bench", args.command]
@@ -343,6 +357,10 @@ def main(args: argparse.Namespace) -> int:
                "--rate", f"{args.rate:g}"]
     if args.command == "chaos" and args.failovers:
         replay += ["--failovers", str(args.failovers)]
+    if args.command == "chaos":
+        replay += ["--gap", f"{args.gap:g}"]
+        if args.weights:
+            replay += ["--weights", ",".join(f"{k}={v}" for k, v in args.weights.items())]
     replay_cmd = shlex.join(replay)
     started = now_iso()
     # SIGTERM (a test's timeout, a CI cancel) unwinds like Ctrl-C: atexit kills the
@@ -357,7 +375,8 @@ def main(args: argparse.Namespace) -> int:
               "parameters": {"faults": faults, "duration": args.duration, "seed": args.seed,
                              "rate_per_producer": args.rate, "activation": args.activation,
                              "failovers_limit": getattr(args, "failovers", 0),
-                             "gap": getattr(args, "gap", 0)},
+                             "gap": getattr(args, "gap", 0),
+                             "weights": {**WEIGHTS, **args.weights}},
               "machine": machine_info(args.workdir or tempfile.gettempdir()),
               "software": software_info(), **body}
     out = args.out or RAW_DIR / f"{args.command}-{time.strftime('%Y%m%dT%H%M%S')}.json"
