@@ -28,7 +28,7 @@ from emsfast.config.security import (
     check_perms,
     format_acl,
 )
-from emsfast.config.tibemsd import parse_parameter
+from emsfast.config.tibemsd import check_rules, parse_parameter
 from emsfast.config.writeback import ConfigText, set_assignment
 from emsfast.errors import (
     ConfigError,
@@ -264,11 +264,17 @@ def _set_server(conn: ClientConnection, cmd: Command) -> Lines:
             raise InvalidError(f"set server {name}: {exc}") from None
         changes[name] = value
         texts[name] = mangle(text) if name == "password" else text
+    new_config = dataclasses.replace(server.config, **changes)
+    try:
+        # The rules between parameters (heartbeat pairs...): what the next start checks.
+        check_rules(new_config, [])
+    except ConfigError as exc:
+        raise InvalidError(f"set server: {exc}") from None
     file = ConfigText.load(server.config.path)
     for name, text in texts.items():
         set_assignment(file, name, text)
     file.save()
-    server.config = dataclasses.replace(server.config, **changes)
+    server.config = new_config
     if "authorization" in changes:
         server.authz.enabled = bool(changes["authorization"])
     if "log_trace" in changes:

@@ -387,7 +387,7 @@ def load_tibemsd(
         warnings=warnings,
         **values,
     )
-    _check(config, warnings)
+    check_rules(config, warnings)
     return config
 
 
@@ -424,7 +424,7 @@ def _apply(
     source[name] = (item.path, item.line)
 
 
-def _check(config: TibemsdConfig, warnings: list[str]) -> None:
+def check_rules(config: TibemsdConfig, warnings: list[str]) -> None:
     """Rules that involve more than one parameter (EMS.md 1.3, 1.13, 2.5)."""
     if config.ft_active and config.ft_activation <= 2 * config.ft_heartbeat:
         raise _cross_error(

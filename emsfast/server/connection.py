@@ -101,7 +101,10 @@ class ClientConnection(asyncio.Protocol):
         self._preauth_bytes = 0         # received before login (max_preauth_bytes)
         # Output the encoder may hold before the unsent total is measured against
         # max_client_pending_bytes; recomputed after every write to the transport.
-        self._room = server.pending_cap() or sys.maxsize
+        self._room = server.config.max_client_pending_bytes or sys.maxsize
+        # The largest message written to this client: the cap is exceeded by at most
+        # one message, so a client that reads can take any message the server accepted.
+        self._largest = 0
         self._overflowing = False
         self._drain_timer: asyncio.TimerHandle | None = None
         self._limits_logged: set[str] = set()
@@ -129,6 +132,7 @@ class ClientConnection(asyncio.Protocol):
         self.token_key: bytes | None = None
         self.rx = True          # data arrived since the last heartbeat check (heartbeats.py)
         self.silent = 0.0
+        self.told_beat = 0.0    # client_heartbeat_server this client learnt in WELCOME
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -305,16 +309,17 @@ class ClientConnection(asyncio.Protocol):
     def _check_unsent(self) -> None:
         """Close the connection if what it has not read exceeds max_client_pending_bytes;
         else recompute how much more the encoder may take before the next check."""
-        limit = self.server.pending_cap()
-        if not limit:
+        cap = self.server.config.max_client_pending_bytes
+        if not cap:
             self._room = sys.maxsize
             return
+        limit = cap + self._largest
         transport = self.transport
         buffered = transport.get_write_buffer_size() if transport is not None else 0
         unsent = buffered + self._queued()
         if unsent > limit and not self._closed():
             self._overflow(f"{unsent} bytes queued for this client and not read by it "
-                           f"exceed max_client_pending_bytes ({limit})")
+                           f"exceed max_client_pending_bytes ({cap})")
             return
         self._room = limit - buffered
 
@@ -325,7 +330,7 @@ class ClientConnection(asyncio.Protocol):
             self._overflow(
                 f"{holder.bytes} bytes of messages wait for this client's subscription to "
                 f"'{holder.name}', over max_client_pending_bytes "
-                f"({self.server.pending_cap()})")
+                f"({self.server.config.max_client_pending_bytes})")
 
     def _closed(self) -> bool:
         return self.state == _STATE_CLOSED
@@ -525,6 +530,7 @@ class ClientConnection(asyncio.Protocol):
             **(peer_welcome(self.server.config, hello, self.host) if self.ft_peer
                else welcome_fields(self.server)),
         })
+        self.told_beat = self.server.config.client_heartbeat_server
         if self.ft_peer:
             log.info(f"FT peer '{hello.get('server')}' at {self.host} connected "
                      f"(this server is {self.server.ft_state}).")
@@ -763,6 +769,8 @@ class ClientConnection(asyncio.Protocol):
                 # Marked delivered, so a restart redelivers it with JMSRedelivered.
                 self.store.mark_delivered(holder.key, msg.id)
         self.enc.deliver(consumer.id, count, tag, msg.id, msg.blob)
+        if msg.size > self._largest:
+            self._largest = msg.size
         queued = len(self.enc)
         if queued > WRITE_AT or queued > self._room:
             self._flush()       # and measures against max_client_pending_bytes

@@ -70,8 +70,8 @@ class Heartbeats:
         timeout = self.server.config.server_timeout_client_connection
         step = self._step()
         for conn in list(self.server.connections.values()) if timeout else ():
-            if not conn.is_open or conn.ft_peer:
-                continue
+            if not conn.is_open or conn.ft_peer or not conn.told_beat:
+                continue    # a client told no beat at login (set server since) is not judged
             # A paused connection counts too: a live client drains its socket, and
             # once it does we read again (and find its heartbeats); a hung one whose
             # output is backed up must still be dropped, with its prefetched messages.

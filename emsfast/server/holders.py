@@ -59,6 +59,7 @@ class Holder:
         self._levels: list[deque[ServerMessage]] = [deque() for _ in range(PRIORITY_LEVELS)]
         self._top = 0                   # highest level that may be non-empty
         self.ready = 0
+        self.ready_bytes = 0          # bytes of the ready messages
         self.count = 0                  # pending incl. delivered-unacked
         self.bytes = 0
         self.consumers: list[ConsumerLike] = []
@@ -93,6 +94,7 @@ class Holder:
             if level:
                 msg = level.popleft()
                 self.ready -= 1
+                self.ready_bytes -= msg.size
                 self._forget(msg)
                 self.owner.discard(self, msg, "discardOld")
                 return True
@@ -112,6 +114,7 @@ class Holder:
         if p > self._top:
             self._top = p
         self.ready += 1
+        self.ready_bytes += msg.size
         if self.consumers:
             self.dispatch()
 
@@ -124,6 +127,7 @@ class Holder:
         for msg in msgs:
             levels[msg.priority].append(msg)
         self.ready += len(msgs)
+        self.ready_bytes += nbytes
         self._top = max(self._top, max(msg.priority for msg in msgs))
 
     def restore(self, msg: ServerMessage, delivered: int) -> None:
@@ -134,6 +138,7 @@ class Holder:
         if p > self._top:
             self._top = p
         self.ready += 1
+        self.ready_bytes += msg.size
 
     def park(self, msg: ServerMessage, delivered: int) -> None:
         """Return an unacknowledged message after ``redeliveryDelay`` (EMS.md 5.4).
@@ -188,6 +193,7 @@ class Holder:
         for msg in dropped:
             self._forget(msg)
         self.ready = 0
+        self.ready_bytes = 0
         return dropped
 
     # -- consumers -----------------------------------------------------------
@@ -237,6 +243,7 @@ class Holder:
                 self._top = top
                 msg = levels[top].popleft()
                 self.ready -= 1
+                self.ready_bytes -= msg.size
                 if msg.expiration:
                     now = now or int(time.time() * 1000)
                     if msg.expiration <= now:
@@ -270,6 +277,7 @@ class Holder:
                 msg = level.popleft()
                 if msg.expiration and msg.expiration <= now:
                     self.ready -= 1
+                    self.ready_bytes -= msg.size
                     self._forget(msg)
                     self.owner.discard(self, msg, "expired")
                     continue
@@ -278,6 +286,7 @@ class Holder:
                     kept.append(msg)
                     continue
                 self.ready -= 1
+                self.ready_bytes -= msg.size
                 count = self.redeliveries.get(msg.id, 0) + 1
                 self.delivered_total += 1
                 target.deliver(self, msg, count)
@@ -330,8 +339,9 @@ class Subscription(Holder):
         super().enqueue(msg)
         if self.backlog_limit and self.bytes > self.backlog_limit and self.consumers:
             # Only messages still waiting count: delivered-unacknowledged ones went to
-            # a client that reads (CLIENT_ACK in batches). Summed only past the limit.
-            if sum(m.size for level in self._levels for m in level) > self.backlog_limit:
+            # a client that reads (CLIENT_ACK in batches); one message alone never
+            # overflows, however large.
+            if self.ready > 1 and self.ready_bytes > self.backlog_limit:
                 self.consumers[0].backlog_overflow(self)
 
     def accepts(self, msg: ServerMessage, server: str) -> bool:

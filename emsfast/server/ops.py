@@ -244,7 +244,7 @@ def consumer_create(conn: ClientConnection, req: dict[str, Any]) -> Result:
             nolocal=nolocal, shared=shared, shared_key=shared_key)
         default_prefetch = DEFAULT_TOPIC_PREFETCH
         if isinstance(holder, Subscription) and holder.durable is None and not shared:
-            holder.backlog_limit = conn.server.pending_cap()
+            holder.backlog_limit = conn.server.config.max_client_pending_bytes
     prefetch = holder.props.prefetch or default_prefetch
     if prefetch < 0:        # prefetch=none: one at a time (fetch on receive)
         prefetch = 1

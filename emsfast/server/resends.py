@@ -31,7 +31,8 @@ class SendRecord:
 
     def storing(self, origin: bytes, seq: int, fut: asyncio.Future[None]) -> None:
         """The send ``seq`` of ``origin`` goes to the store with ``fut``."""
-        self.highest[origin] = seq
+        # max: the resend of a failed send is stored anew below later stored ones.
+        self.highest[origin] = max(seq, self.highest.get(origin, 0))
         key = (origin, seq)
         self._storing[key] = fut
         fut.add_done_callback(lambda f: self._settled(key, f))

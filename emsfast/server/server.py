@@ -20,14 +20,14 @@ from emsfast.config.durables import StaticDurable, load_durables
 from emsfast.config.sections import check_section_files
 from emsfast.config.stores import StoreConfig, load_stores
 from emsfast.config.tibemsd import TibemsdConfig, parse_service_url
-from emsfast.consts import FRAME_OVERHEAD, MAX_MSG_SIZE_CEILING
+from emsfast.consts import MAX_MSG_SIZE_CEILING
 from emsfast.errors import ConfigError
 from emsfast.ft.machine import FTState
 from emsfast.ft.peer import ensure_store_id
 from emsfast.log import Tracer, log, parse_trace
 from emsfast.server.authz import Authz
 from emsfast.server.broker import Broker
-from emsfast.server.connection import WRITE_AT, ClientConnection
+from emsfast.server.connection import ClientConnection
 from emsfast.server.health import HealthListener
 from emsfast.server.heartbeats import Heartbeats
 from emsfast.server.resends import SendRecord
@@ -108,13 +108,6 @@ class Server:
         self.sends = SendRecord()
         self._token_timers: dict[str, asyncio.TimerHandle] = {}
         self._recovered_tokens: set[str] = set()
-
-    def pending_cap(self) -> int:
-        """max_client_pending_bytes in effect (0: none). Never below one largest
-        message plus a write batch: a client that reads must be able to take any
-        message the server accepted."""
-        cap = self.config.max_client_pending_bytes
-        return max(cap, self.max_msg_size + FRAME_OVERHEAD + WRITE_AT) if cap else 0
 
     def next_connection_id(self) -> int:
         self._next_conn += 1

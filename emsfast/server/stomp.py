@@ -223,6 +223,7 @@ class StompConnection(ClientConnection):
         return self._ids
 
     def _new_session(self, ack_mode: int) -> Session:
+        self._check_objects("SUBSCRIBE" if ack_mode != ACK_TRANSACTED else "BEGIN")
         session = Session(self._next_id(), ack_mode)
         self.sessions[session.id] = session
         return session
@@ -340,6 +341,7 @@ class StompConnection(ClientConnection):
         key = (session.id, kind, name)
         producer = self._producers.get(key)
         if producer is None:
+            self._check_objects("SEND")     # one producer per destination sent to
             pid = self._next_id()
             ops.producer_create(self, {"session": session.id, "producer": pid,
                                        "dest_type": kind, "dest": name})
@@ -447,6 +449,8 @@ class StompConnection(ClientConnection):
             session.unacked[tag] = Delivery(consumer, holder, msg, count)
             headers["ack"] = f"{session.id}.{tag}"
         self.out += encode_frame("MESSAGE", headers, body)
+        if msg.size > self._largest:
+            self._largest = msg.size
         if len(self.out) > WRITE_AT or len(self.out) > self._room:
             self._write_out()       # meets pause_writing within one dispatch (WRITE_AT)
         self._schedule_flush()

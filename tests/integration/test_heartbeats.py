@@ -139,3 +139,36 @@ def test_idle_admin_session_keeps_its_connection(tmp_path: Path) -> None:
     finally:
         session.shutdown()
         srv.cleanup()
+
+
+def test_set_server_checks_heartbeat_rules_and_spares_existing_clients(tmp_path: Path) -> None:
+    """set server applies the rules the next start would (a timeout needs its beat)
+    and a timeout set at run time judges only clients told to beat at login."""
+    from emsfast.cli.admin import AdminSession
+    from emsfast.errors import InvalidError
+
+    srv = ServerProcess(tmp_path / "d").start()
+    session = AdminSession(srv.url, "admin")
+    try:
+        session.connect(srv.url, "admin", None)
+        try:
+            session.run("set server server_timeout_client_connection=3")
+            raise AssertionError("a timeout without client_heartbeat_server was accepted")
+        except InvalidError as exc:
+            assert "requires client_heartbeat_server" in str(exc)
+        assert "server_timeout_client_connection" not in srv.config_path.read_text()
+        session.run("set server client_heartbeat_server=1 server_timeout_client_connection=3")
+        time.sleep(5)       # past the new timeout: this session was told no beat
+        assert session.connected and session.run("info")
+        assert "nothing received for" not in srv.log_text()
+        # A client logging in now learns the beat and keeps to it.
+        later = AdminSession(srv.url, "admin")
+        try:
+            later.connect(srv.url, "admin", None)
+            time.sleep(5)
+            assert later.connected and later.run("info")
+        finally:
+            later.shutdown()
+    finally:
+        session.shutdown()
+        srv.cleanup()

@@ -509,3 +509,20 @@ async def test_max_client_objects(server_factory, uniq):
         await bystander.round_trip()
     line = await asyncio.to_thread(srv.wait_for_line, "max_client_objects (5)", 10)
     assert "session.create refused: this connection has 5 objects" in line
+
+
+def test_max_client_objects_counts_stomp_subscriptions(server_factory, uniq):
+    srv = server_factory(params={"max_client_objects": "6",
+                                 "stomp_listen": "tcp://127.0.0.1:0"})
+    with socket.create_connection(("127.0.0.1", stomp_port(srv)), timeout=10) as sock:
+        sock.sendall(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
+        assert recv_frame(sock).startswith(b"CONNECTED")
+        for i in range(10):
+            dest = f"/queue/{uniq('so')}"
+            try:
+                sock.sendall(f"SUBSCRIBE\nid:{i}\ndestination:{dest}\n\n\0".encode())
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        reply = recv_until_closed(sock)
+    assert b"max_client_objects (6)" in reply, reply
+    srv.wait_for_line("SUBSCRIBE refused: this connection has", 10)

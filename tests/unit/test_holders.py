@@ -199,3 +199,35 @@ async def test_purge_drops_parked_messages_and_their_timer() -> None:
     assert [m.id for m in h.purge()] == [msg.id]
     await asyncio.sleep(0.05)
     assert h.count == 0 and h.ready == 0
+
+
+def _ready_sum(h: Holder) -> int:
+    return sum(m.size for m in h.iter_ready())
+
+
+def test_ready_bytes_follow_every_way_in_and_out() -> None:
+    """ready_bytes (the pending-bytes cap of non-durable subscriptions) must equal the
+    size of the messages waiting, whatever moved them."""
+    h, _ = holder(overflow_policy=OverflowPolicy.DISCARD_OLD, maxmsgs=6)
+    msgs = [put(h, message(priority=p % 10, size=10 + p)) for p in range(6)]
+    assert h.ready_bytes == _ready_sum(h) == sum(m.size for m in msgs)
+    put(h, message(size=99))                    # discardOld drops the oldest
+    assert h.ready_bytes == _ready_sum(h)
+    taker = Taker(credit=3)
+    h.add_consumer(taker)
+    h.dispatch()
+    assert len(taker.got) == 3 and h.ready_bytes == _ready_sum(h)
+    h.restore(msgs[-1], 1)
+    assert h.ready_bytes == _ready_sum(h)
+    selective = Taker(credit=10, selector=compile_selector("TRUE"))
+    h.add_consumer(selective)
+    taker.credit = 0
+    h.dispatch()
+    assert h.ready == 0 and h.ready_bytes == 0
+    h.enqueue(message(expiration=int(time.time() * 1000) - 1))   # expires at dispatch
+    assert h.ready_bytes == 0
+    h.remove_consumer(selective)
+    h.enqueue(message(size=7))
+    assert h.ready_bytes == _ready_sum(h) > 0
+    h.purge()
+    assert h.ready_bytes == 0

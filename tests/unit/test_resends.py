@@ -68,3 +68,26 @@ def test_forget_drops_a_clients_records() -> None:
         rec.forget(b"token\x00")
         assert not rec.resend(ORIGIN, 3, lambda err: None)
     _run(main())
+
+
+def test_resend_stored_anew_does_not_lower_the_highest_send() -> None:
+    """1 fails, 2 is stored, 1 is resent and stored anew: a later resend of 2 must
+    still be known as stored (not stored twice)."""
+    async def main() -> None:
+        rec = SendRecord()
+        loop = asyncio.get_running_loop()
+        one: asyncio.Future[None] = loop.create_future()
+        two: asyncio.Future[None] = loop.create_future()
+        rec.storing(ORIGIN, 1, one)
+        rec.storing(ORIGIN, 2, two)
+        one.set_exception(OSError("disk full"))
+        two.set_result(None)
+        await asyncio.sleep(0)
+        assert not rec.resend(ORIGIN, 1, lambda err: None)    # stored anew:
+        again: asyncio.Future[None] = loop.create_future()
+        rec.storing(ORIGIN, 1, again)
+        again.set_result(None)
+        await asyncio.sleep(0)
+        answers: list[object] = []
+        assert rec.resend(ORIGIN, 2, answers.append) and answers == [None]
+    _run(main())
