@@ -17,12 +17,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+# Failed sends remembered per origin are kept within STALE sends of the newest (far
+# beyond any producer window, 1,000 by default), pruned _PRUNE_AT at a time.
+_PRUNE_AT = 16384
+STALE = 65536
+
 
 class SendRecord:
     def __init__(self) -> None:
         self.highest: dict[bytes, int] = {}     # origin -> highest seq routed to the store
         self._storing: dict[tuple[bytes, int], asyncio.Future[None]] = {}
-        self._failed: set[tuple[bytes, int]] = set()
+        self._failed: dict[bytes, set[int]] = {}   # origin -> seqs whose commit failed
 
     def recovered(self, sends: dict[bytes, int]) -> None:
         self.highest = sends
@@ -41,7 +46,14 @@ class SendRecord:
         if self._storing.get(key) is fut:
             del self._storing[key]
         if fut.cancelled() or fut.exception() is not None:
-            self._failed.add(key)
+            origin, seq = key
+            failed = self._failed.setdefault(origin, set())
+            failed.add(seq)
+            if len(failed) > STALE + _PRUNE_AT:     # amortized: each prune drops _PRUNE_AT
+                # A client waits for at most its window of unconfirmed sends; one that
+                # has sent STALE more since has had these answers and will not resend.
+                floor = self.highest.get(origin, 0) - STALE
+                failed.difference_update([s for s in failed if s < floor])
 
     def resend(self, origin: bytes, seq: int,
                answer: Callable[[BaseException | None], None]) -> bool:
@@ -51,10 +63,11 @@ class SendRecord:
         last = self.highest.get(origin)
         if last is None or seq > last:
             return False
-        key = (origin, seq)
-        if key in self._failed:
-            self._failed.discard(key)
+        failed = self._failed.get(origin)
+        if failed is not None and seq in failed:
+            failed.discard(seq)
             return False
+        key = (origin, seq)
         fut = self._storing.get(key)
         if fut is None:
             answer(None)
@@ -70,4 +83,5 @@ class SendRecord:
         """A client that did not come back: drop its producers' records."""
         for origin in [o for o in self.highest if o.startswith(prefix)]:
             del self.highest[origin]
-        self._failed = {k for k in self._failed if not k[0].startswith(prefix)}
+        for origin in [o for o in self._failed if o.startswith(prefix)]:
+            del self._failed[origin]

@@ -91,3 +91,22 @@ def test_resend_stored_anew_does_not_lower_the_highest_send() -> None:
         answers: list[object] = []
         assert rec.resend(ORIGIN, 2, answers.append) and answers == [None]
     _run(main())
+
+
+def test_failed_sends_of_a_connected_client_are_pruned() -> None:
+    """A client that got its SEND_FAILs never resends them: the record of failures
+    stays bounded by the sends far behind the newest."""
+    from emsfast.server.resends import STALE
+
+    async def main() -> None:
+        rec = SendRecord()
+        loop = asyncio.get_running_loop()
+        total = STALE + 40_000
+        for seq in range(1, total + 1):
+            fut: asyncio.Future[None] = loop.create_future()
+            rec.storing(ORIGIN, seq, fut)
+            fut.set_exception(OSError("disk full"))
+        await asyncio.sleep(0)
+        assert len(rec._failed[ORIGIN]) <= STALE + 16384 + 1 < total
+        assert not rec.resend(ORIGIN, total, lambda err: None)   # recent: stored anew
+    _run(main())
