@@ -288,6 +288,20 @@ def shrink_receive_buffer(sock):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
 
 
+async def flood_in_batches(sender, topic, consumer, count, batch=50):
+    """Send ``count`` numbered bodies to ``topic``, ``consumer`` taking each batch
+    before the next is sent; return what it took."""
+    producer = sender.session().producer(topic)
+    got = []
+    for start in range(0, count, batch):
+        for i in range(start, start + batch):
+            await producer.send_async(emsfast.TextMessage(flood_body(i)),
+                                      delivery_mode="non_persistent")
+        await producer.flush()
+        got += await receive_n(consumer, batch, timeout=30)
+    return got
+
+
 def flood_body(i):
     return f"{i:06d}" + "x" * (FLOOD_BODY - 6)
 
@@ -350,15 +364,8 @@ async def test_pending_cap_topic_subscriber_that_never_reads(server, uniq):
         stuck = await asyncio.to_thread(never_reads, server, user, "topic", t.name)
         with stuck:
             await asyncio.to_thread(stuck.read_frame)   # subscribed before the flood
-            producer = sender.session().producer(t)
-            got = []
             # Batches the reader takes before the next: only the stuck one falls behind.
-            for start in range(0, FLOOD_COUNT, 50):
-                for i in range(start, start + 50):
-                    await producer.send_async(emsfast.TextMessage(flood_body(i)),
-                                              delivery_mode="non_persistent")
-                await producer.flush()
-                got += await receive_n(good, 50, timeout=30)
+            got = await flood_in_batches(sender, t, good, FLOOD_COUNT)
             line = await asyncio.to_thread(
                 server.wait_for_line, f"[{user}@127.0.0.1]: connection closed: ", 30)
             texts = await asyncio.to_thread(closed_for_pending, stuck)
@@ -460,14 +467,7 @@ async def test_client_ack_subscriber_is_not_cut_for_acking_late(server, uniq):
         session = reader.session(ack_mode="client")
         consumer = session.consumer(t)
         await consumer.ready
-        producer = sender.session().producer(t)
-        got = []
-        for start in range(0, count, 50):
-            for i in range(start, start + 50):
-                await producer.send_async(emsfast.TextMessage(flood_body(i)),
-                                          delivery_mode="non_persistent")
-            await producer.flush()
-            got += await receive_n(consumer, 50, timeout=30)
+        got = await flood_in_batches(sender, t, consumer, count)
         got[-1].acknowledge()
         await reader.ping()
     assert [text_of(m)[:6] for m in got] == [f"{i:06d}" for i in range(count)]
