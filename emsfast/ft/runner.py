@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 
 # How often the silence is measured; activation happens within this of ft_activation.
 _TICK = 0.1
+# After stealing the store (epoch bump) from an active that may still run, wait this
+# long before serving: several ticks, in which a running old active reads the new
+# epoch and fences itself (a hung one serves nothing and fences when it wakes).
+STEAL_GRACE = 5 * _TICK
 
 
 def store_lock(server: Server) -> StoreLock:
@@ -83,7 +87,6 @@ class FTRunner:
         self._activation: asyncio.Task[None] | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self._waiter: threading.Thread | None = None
-        self._last_epoch_check = 0.0
         self._last_refusal = ""
         self._last_store_error = ""
         self._last_digest_error = ""
@@ -132,14 +135,13 @@ class FTRunner:
         self._ticker = self.loop.call_later(_TICK, self._tick)
         self.dispatch(Tick())
         if self.machine.state is FTState.ACTIVE:
-            # An idle active learns it was replaced (it hung, the peer took over)
-            # without waiting for its next write.
-            now = time.monotonic()
-            if now - self._last_epoch_check >= self.server.config.ft_heartbeat:
-                self._last_epoch_check = now
-                check = getattr(self.server.store, "check_epoch", None)
-                if check is not None:
-                    check()
+            # An idle active learns it was replaced (it hung, or the FT link broke and
+            # the peer took over by epoch) without waiting for its next write: every
+            # tick, one read of the epoch. A successor that stole the store waits
+            # STEAL_GRACE before serving, so by then this one has fenced itself.
+            check = getattr(self.server.store, "check_epoch", None)
+            if check is not None:
+                check()
 
     def _perform(self, actions: list[Action]) -> None:
         for action in actions:

@@ -24,6 +24,7 @@ from emsfast.consts import MAX_MSG_SIZE_CEILING
 from emsfast.errors import ConfigError
 from emsfast.ft.machine import FTState
 from emsfast.ft.peer import ensure_store_id
+from emsfast.ft.runner import STEAL_GRACE
 from emsfast.log import Tracer, log, parse_trace
 from emsfast.server.authz import Authz
 from emsfast.server.broker import Broker
@@ -241,6 +242,9 @@ class Server:
                 log.warning(f"Store lock '{self.store.lock.path}' is still held by "
                             f"{self.store.lock.owner()}; taking over by epoch "
                             f"{self.store.epoch}: the old owner is fenced at its next write.")
+                # Never two serving: give a still-running old active time to read
+                # the new epoch and stop (ft/runner.py checks it every tick).
+                await asyncio.sleep(STEAL_GRACE)
         else:
             self.store.open(self.loop)
         self._store_open = True
