@@ -45,11 +45,12 @@ class FaultProxy:
         return self
 
     async def close(self) -> None:
+        # Links first: uvloop's wait_closed() waits for every accepted connection.
+        self._close_links()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        self._close_links()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
