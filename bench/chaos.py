@@ -227,11 +227,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # An hour's verdict must not be lost to a failure while tearing down.
         try:
             if load is not None:
-                await load.stop()
+                await asyncio.wait_for(load.stop(), 120)
+        except TimeoutError:
+            result["teardown_error"] = "the load's clients did not stop within 120 s"
         finally:
             try:
-                await cluster.close()
-            except Exception as exc:
+                await asyncio.wait_for(cluster.close(), 120)
+            except Exception as exc:    # TimeoutError included: judge what we have
                 result["teardown_error"] = f"{type(exc).__name__}: {exc}"
     assert load is not None
     found = check_messages(load.producers, load.consumers.values())
