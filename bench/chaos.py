@@ -24,6 +24,7 @@ import json
 import os
 import random
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -264,10 +265,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "violations": [v.as_dict() for v in violations],
         "members": [{k: v for k, v in e.items() if k != "log"} for e in cluster.logs],
     })
-    if violations and args.keep_logs:
+    if violations:
         # The last incarnations only: a long run has a thousand.
         result["member_logs"] = [{**e, "log": e["log"][-20000:]} for e in cluster.logs[-12:]]
-    _rmtree(root)
+    shutil.rmtree(root, ignore_errors=True)
     return result
 
 
@@ -286,12 +287,6 @@ def _progress(began: float, load: Load, failovers: int, resources: Resources) ->
                     for r, v in last.items() if r in ROLES)
     print(f"{time.monotonic() - began:7.1f} s  sent {load.sent:>9,}  received "
           f"{load.received:>9,}  {mem}", file=sys.stderr, flush=True)
-
-
-def _rmtree(root: Path) -> None:
-    import shutil
-
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def _weights(text: str) -> dict[str, int]:
@@ -334,8 +329,6 @@ def build_parser(sub: Any) -> None:
         p.add_argument("--out", type=Path,
                        help=f"result JSON (default {RAW_DIR}/{name}-<time>.json)")
         p.add_argument("--workdir", help="where the pair's directories go (default: tmp)")
-        p.add_argument("--keep-logs", action="store_true", default=True,
-                       help=argparse.SUPPRESS)
         p.add_argument("--quiet", dest="progress", action="store_false",
                        help="no progress lines on stderr")
 
